@@ -1,0 +1,61 @@
+"""`geofed serve | simulate | config`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from geofed.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """geofed: federated OGC API / STAC API server for GHG emissions and EO data."""
+
+
+@main.command()
+@click.option("--host", default=None, help="bind address (default GEOFED_HOST, 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="port (default GEOFED_PORT, 5000)")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the server (demo simulators start for every upstream without a configured URL)."""
+    import uvicorn
+
+    if host:
+        os.environ["GEOFED_HOST"] = host
+    if port:
+        os.environ["GEOFED_PORT"] = str(port)
+    if (host or port) and "GEOFED_PUBLIC_URL" not in os.environ:
+        os.environ["GEOFED_PUBLIC_URL"] = f"http://{host or '127.0.0.1'}:{port or 5000}"
+    get_settings.cache_clear()
+    settings = get_settings()
+    from geofed.app import create_app
+
+    app = create_app(settings)
+    click.echo(f"geofed on http://{settings.host}:{settings.port}  (OGC API: /   STAC API: /stac/)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                proxy_headers=True, timeout_graceful_shutdown=5)
+
+
+@main.command()
+@click.option("--port", default=0, type=int, help="loopback port for all simulators (0 = any free)")
+def simulate(port: int) -> None:
+    """Run every upstream simulator standalone on loopback and print their base URLs."""
+    from simulators.server import SimulatorServer
+
+    server = SimulatorServer(port=port)
+    for name, url in server.base_urls.items():
+        click.echo(f"GEOFED_{name.upper()}_URL={url}")
+    click.echo("(admin routes per simulator: <url>/_sim/faults, <url>/_sim/log, <url>/_sim/tokens/expire)")
+    server.run_forever()
+
+
+@main.command()
+def config() -> None:
+    """Print the effective settings, secrets masked."""
+    click.echo(json.dumps(get_settings().masked(), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""The upstream HTTP layer (one implementation for all five upstream clients)."""
+
+from geofed.http.auth import Auth, StaticBearer, Token, TokenAuth
+from geofed.http.client import HttpPolicy, UpstreamClient
+from geofed.http.loop import iterate_sync, run_async, run_sync
+
+__all__ = [
+    "Auth", "HttpPolicy", "StaticBearer", "Token", "TokenAuth", "UpstreamClient",
+    "iterate_sync", "run_async", "run_sync",
+]

@@ -1,0 +1,1 @@
+"""Durable, upstream-backed jobs for OGC API – Processes."""

@@ -1,0 +1,1 @@
+"""The OGC API face: shared pygeoapi provider and processor bases."""

@@ -1,0 +1,35 @@
+"""Base for geofed's pygeoapi processors: upstream-backed, errors mapped to OGC statuses.
+
+A sync process implements `async def run(self, data) -> tuple[str, Any]` (media type, output). An async
+(job) process additionally implements `geofed.jobs.protocol.UpstreamJobProcess`; the job manager calls it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+
+from geofed import errors
+from geofed.http.loop import run_sync
+
+
+def processor_error(exc: errors.GeofedError) -> ProcessorExecuteError:
+    err = ProcessorExecuteError(user_msg=exc.message)
+    err.http_status_code = exc.status  # type: ignore[assignment]
+    err.ogc_exception_code = exc.code
+    return err
+
+
+class UpstreamProcessor(BaseProcessor):
+    async def run(self, data: dict[str, Any]) -> tuple[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
+        try:
+            return run_sync(self.run(data or {}))
+        except errors.GeofedError as exc:
+            raise processor_error(exc) from None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}> {self.metadata.get('id')}"
