@@ -42,11 +42,13 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=0, type=int, help="loopback port for all simulators (0 = any free)")
 def simulate(port: int) -> None:
     """Run every upstream simulator standalone on loopback and print their base URLs."""
+    from simulators import geofed_env
     from simulators.server import SimulatorServer
 
     server = SimulatorServer(port=port)
-    for name, url in server.base_urls.items():
-        click.echo(f"GEOFED_{name.upper()}_URL={url}")
+    click.echo("# export these to point a geofed server at the simulators:")
+    for key, value in geofed_env(server.base_urls).items():
+        click.echo(f"{key}={value}")
     click.echo("(admin routes per simulator: <url>/_sim/faults, <url>/_sim/log, <url>/_sim/tokens/expire)")
     server.run_forever()
 

@@ -48,14 +48,15 @@ def base_url(name: str, settings: Settings | None = None) -> str:
     return url.rstrip("/")
 
 
-def simulated_endpoint(name: str, configured: str, real_default: str, sim_path: str) -> str:
-    """An auxiliary endpoint (token URL, Auth0 URL): the configured one, or the simulator's in demo mode.
+def aux_url(name: str, field: str, settings: Settings | None = None) -> str:
+    """An auxiliary endpoint (`token_url`, `auth_url`) of an upstream: the configured one, or in demo mode the
+    simulator's route, so that a demo never sends credentials anywhere but loopback."""
+    settings = settings or get_settings()
+    configured = getattr(settings, f"{name}_{field}")
+    if mode(name, settings) == "simulated":
+        from simulators import AUX_PATHS
 
-    In demo mode an upstream whose auxiliary URL was left at its production default gets the simulator's
-    route instead, so a demo never sends credentials anywhere but loopback.
-    """
-    if mode(name) == "simulated" and configured == real_default:
-        return f"{_simulated[name]}{sim_path}"
+        return f"{_simulated[name]}{AUX_PATHS[name][field]}"
     return configured
 
 

@@ -25,6 +25,30 @@ DEMO_CREDENTIALS: dict[str, dict[str, str]] = {
 }
 
 
+# Auxiliary endpoints that live on other hosts in production (Auth0, Sentinel Hub's identity service) are
+# routes of the simulator in demo mode and tests: settings field → path under the simulator's service root.
+AUX_PATHS: dict[str, dict[str, str]] = {
+    "sentinelhub": {"token_url": "/auth/realms/main/protocol/openid-connect/token"},
+    "spaceknow": {"auth_url": "/auth0/oauth/ro"},
+}
+
+
+def geofed_env(base_urls: dict[str, str]) -> dict[str, str]:
+    """The GEOFED_* environment that points a geofed server at running simulators, as production would be.
+
+    Used by `geofed simulate`, the tests and the benchmarks: the clients see ordinary configured upstreams.
+    """
+    env: dict[str, str] = {}
+    for name, url in base_urls.items():
+        prefix = f"GEOFED_{name.upper()}"
+        env[f"{prefix}_URL"] = url
+        for key, value in DEMO_CREDENTIALS[name].items():
+            env[f"{prefix}_{key.upper()}"] = value
+        for key, path in AUX_PATHS.get(name, {}).items():
+            env[f"{prefix}_{key.upper()}"] = url + path
+    return env
+
+
 def available() -> list[str]:
     """Names of the simulators whose module exists (the five arrive one upstream issue at a time)."""
     out = []

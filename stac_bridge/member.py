@@ -1,0 +1,131 @@
+"""What a federation member offers the STAC bridge.
+
+Each upstream contributes members through `providers/<upstream>/stac.py: def members() -> list[Member]`:
+- geofed's own collections: `SourceMember(upstream, [FeatureSource, ...])`, built on the same
+  `FeatureSource`s (and so the same `records.py` mapping) as the OGC face;
+- remote STAC APIs (Sentinel Hub Catalog, CarbonMapper STAC): a member wrapping the upstream's STAC client,
+  with collection ids prefixed `<upstream>:<native id>`;
+- metadata-only collections (AppEEARS products): a member whose `search` returns nothing.
+
+The bridge routes, merges, signs paging state and evaluates the full CQL2 filter again on what members
+return, so a member may push down only part of a filter and results stay exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from geofed.query import BBox, FeatureQuery, FeatureSource
+
+SortBy = list[tuple[str, Literal["asc", "desc"]]]
+
+
+@dataclass
+class SearchParams:
+    collections: list[str]  # federated collection ids, all owned by the member receiving them
+    limit: int = 10
+    ids: list[str] | None = None
+    bbox: BBox | None = None
+    intersects: dict[str, Any] | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    filter: Any | None = None  # pygeofilter AST of the whole CQL2 filter
+    filter_raw: Any | None = None  # the filter as the client sent it (CQL2 text str or CQL2 JSON dict)
+    filter_lang: str | None = None  # "cql2-text" | "cql2-json"
+    sortby: SortBy = field(default_factory=list)
+
+
+@dataclass
+class MemberPage:
+    items: list[dict[str, Any]]  # STAC items as dicts; `collection` is the federated id
+    next: Any | None = None  # JSON-able native paging state for the following page; None = exhausted
+    matched: int | None = None
+
+
+@runtime_checkable
+class Member(Protocol):
+    name: str  # upstream name: carbonmapper | sentinelhub | epoch | spaceknow | appeears
+
+    async def collections(self) -> list[dict[str, Any]]:
+        """STAC collections (dicts, federated ids, without links: the bridge adds them)."""
+        ...
+
+    def owns(self, collection_id: str) -> bool: ...
+
+    def sorts_natively(self, sortby: SortBy) -> bool:
+        """True when `search` returns items in exactly this order (default order when `sortby` is empty:
+        datetime descending, then collection, then id)."""
+        ...
+
+    async def search(self, params: SearchParams, state: Any | None) -> MemberPage: ...
+
+    async def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]: ...
+
+    async def queryables(self, collection_id: str) -> dict[str, Any]:
+        """JSON Schema properties: name → schema."""
+        ...
+
+
+class SourceMember:
+    """A member over geofed's own collections (FeatureSources), paged by offset."""
+
+    def __init__(self, name: str, sources: list[FeatureSource]) -> None:
+        self.name = name
+        self.sources = {s.collection_id: s for s in sources}
+
+    async def collections(self) -> list[dict[str, Any]]:
+        out = []
+        for source in self.sources.values():
+            describe = getattr(source, "stac_collection", None)
+            out.append(describe() if describe else _default_collection(source))
+        return out
+
+    def owns(self, collection_id: str) -> bool:
+        return collection_id in self.sources
+
+    def sorts_natively(self, sortby: SortBy) -> bool:
+        return False
+
+    async def search(self, params: SearchParams, state: Any | None) -> MemberPage:
+        """One collection at a time; state = {"c": index of the collection, "o": offset inside it}."""
+        state = state or {"c": 0, "o": 0}
+        ids = [c for c in params.collections if c in self.sources]
+        index, offset = int(state["c"]), int(state["o"])
+        if index >= len(ids):
+            return MemberPage([], None)
+        source = self.sources[ids[index]]
+        query = FeatureQuery(
+            offset=offset, limit=params.limit, bbox=params.bbox, intersects=params.intersects,
+            start=params.start, end=params.end, filter=params.filter, ids=params.ids,
+        )
+        page = await source.query(query)
+        items = [source.to_item(r) for r in page.records]
+        if page.more:
+            nxt: Any = {"c": index, "o": offset + len(page.records)}
+        elif index + 1 < len(ids):
+            nxt = {"c": index + 1, "o": 0}
+        else:
+            nxt = None
+        return MemberPage(items, nxt, page.matched if len(ids) == 1 else None)
+
+    async def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]:
+        source = self.sources[collection_id]
+        return source.to_item(await source.get(item_id))
+
+    async def queryables(self, collection_id: str) -> dict[str, Any]:
+        return self.sources[collection_id].fields()
+
+
+def _default_collection(source: FeatureSource) -> dict[str, Any]:
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": source.collection_id,
+        "title": source.title,
+        "description": source.description,
+        "license": "other",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [],
+    }

@@ -1,0 +1,177 @@
+"""Test harness: real simulators on loopback, and real geofed servers (subprocesses) pointed at them.
+
+- `sims`: every simulator, started once in this process on a loopback port, with helpers to inject faults
+  and read request logs over HTTP (the simulators' `/_sim/*` routes). Faults and logs are reset before
+  each test.
+- `geofed`: one geofed server for the session, configured exactly like a production deployment
+  (`GEOFED_<UPSTREAM>_URL` + credentials, demo mode off) but with the simulators' URLs.
+- `start_geofed(**env)`: a fresh server with extra settings (e.g. a prefixed public URL); stopped after the test.
+
+Never monkeypatch client code: faults go through the simulators.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators import geofed_env
+from simulators.server import SimulatorServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Sims:
+    """Handle on the running simulators."""
+
+    def __init__(self, server: SimulatorServer) -> None:
+        self.server = server
+        self.urls = server.base_urls
+        self.http = httpx.Client(timeout=30)
+
+    def url(self, name: str) -> str:
+        return self.urls[name]
+
+    def faults(self, name: str, **faults: Any) -> None:
+        self.http.post(f"{self.urls[name]}/_sim/faults", json=faults).raise_for_status()
+
+    def clear(self, name: str | None = None) -> None:
+        for n in [name] if name else list(self.urls):
+            self.http.delete(f"{self.urls[n]}/_sim/faults").raise_for_status()
+            self.http.delete(f"{self.urls[n]}/_sim/log").raise_for_status()
+
+    def log(self, name: str, path_contains: str = "", method: str | None = None) -> list[dict[str, Any]]:
+        entries = self.http.get(f"{self.urls[name]}/_sim/log").json()
+        return [e for e in entries if path_contains in e["path"] and (method is None or e["method"] == method)]
+
+    def expire_tokens(self, name: str) -> int:
+        return int(self.http.post(f"{self.urls[name]}/_sim/tokens/expire").json()["expired"])
+
+    def info(self, name: str) -> dict[str, Any]:
+        return self.http.get(f"{self.urls[name]}/_sim/info").json()
+
+    def get(self, name: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Reads the simulator directly (the test's 'truth')."""
+        return self.http.get(f"{self.urls[name]}{path}", **kwargs)
+
+    def post(self, name: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.post(f"{self.urls[name]}{path}", **kwargs)
+
+
+@dataclass
+class GeofedServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 60)
+        return httpx.get(f"{self.url}{path}", **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 60)
+        return httpx.post(f"{self.url}{path}", **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("timeout", 60)
+        return httpx.delete(f"{self.url}{path}", **kwargs)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def launch_geofed(env: dict[str, str], data_dir: Path, port: int | None = None, timeout: float = 60) -> GeofedServer:
+    port = port or free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GEOFED_", "PYGEOAPI_"))}
+    full_env.update({
+        "GEOFED_HOST": "127.0.0.1",
+        "GEOFED_PORT": str(port),
+        "GEOFED_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "GEOFED_DATA_DIR": str(data_dir),
+        "GEOFED_LOG_LEVEL": "WARNING",
+    })
+    full_env.update(env)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"server-{port}.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "geofed.cli", "serve"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"geofed exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return GeofedServer(url, process, data_dir, full_env, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"geofed did not start in {timeout} s:\n{log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def sims() -> Iterator[Sims]:
+    server = SimulatorServer().start()
+    yield Sims(server)
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_sims(request: pytest.FixtureRequest) -> None:
+    if "sims" in request.fixturenames:
+        request.getfixturevalue("sims").clear()
+
+
+@pytest.fixture(scope="session")
+def geofed_env_vars(sims: Sims) -> dict[str, str]:
+    return {**geofed_env(sims.urls), "GEOFED_DEMO": "0"}
+
+
+@pytest.fixture(scope="session")
+def geofed(sims: Sims, geofed_env_vars: dict[str, str]) -> Iterator[GeofedServer]:
+    with tempfile.TemporaryDirectory(prefix="geofed-test-") as tmp:
+        server = launch_geofed(geofed_env_vars, Path(tmp))
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def start_geofed(
+    geofed_env_vars: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., GeofedServer]]:
+    started: list[GeofedServer] = []
+
+    def start(with_simulators: bool = True, data_dir: Path | None = None, **env: str) -> GeofedServer:
+        base = dict(geofed_env_vars) if with_simulators else {}
+        server = launch_geofed({**base, **env}, data_dir or tmp_path / f"geofed-{len(started)}")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
