@@ -112,3 +112,28 @@ def expiry_from(payload: dict[str, object], default_ttl: float) -> float:
     except (TypeError, ValueError):
         ttl = default_ttl
     return time.time() + ttl
+
+
+class ClientCredentials(TokenAuth):
+    """OAuth2 client-credentials grant (RFC 6749 §4.4): form POST to the token URL, `expires_in` from the answer."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, margin: float = 60.0,
+                 default_ttl: float = 3600.0) -> None:
+        super().__init__(margin)
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.default_ttl = default_ttl
+
+    async def fetch(self, client: UpstreamClient) -> Token:
+        response = await client.token_request(
+            "POST",
+            self.token_url,
+            data={"grant_type": "client_credentials", "client_id": self.client_id,
+                  "client_secret": self.client_secret},
+        )
+        payload = client.decode_json(response)
+        return Token(str(payload["access_token"]), expiry_from(payload, self.default_ttl))
+
+    def secrets(self) -> list[str]:
+        return [*super().secrets(), self.client_secret]

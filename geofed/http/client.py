@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -23,12 +24,25 @@ import hishel
 import httpx
 import orjson
 import stamina
+import stamina.instrumentation
 from hishel.httpx import AsyncCacheTransport
 
 from geofed import errors
 from geofed.http.auth import Auth
 from geofed.http.breaker import CircuitBreaker
 from geofed.observability import CACHE, COALESCED, UPSTREAM_CALLS, UPSTREAM_SECONDS, health
+
+LOGGER = logging.getLogger("geofed.http")
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    # stamina's default hook logs at WARNING with the full call repr; ours names the retry without the URL
+    # (whose query string may carry upstream parameters) and stays at INFO.
+    LOGGER.info("retrying an upstream call (attempt %d, waiting %.2f s): %s",
+                details.retry_num, details.wait_for, type(details.caused_by).__name__)
+
+
+stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -1,0 +1,138 @@
+"""The foundation as a user meets it: landing pages, conformance, OpenAPI, links, CORS, /healthz, /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators import NAMES
+from tests.conftest import GeofedServer
+
+
+def hrefs(document: Any) -> list[str]:
+    """Every `href` anywhere in a JSON document."""
+    found: list[str] = []
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key == "href" and isinstance(value, str):
+                found.append(value)
+            else:
+                found.extend(hrefs(value))
+    elif isinstance(document, list):
+        for value in document:
+            found.extend(hrefs(value))
+    return found
+
+
+def test_ogc_landing_page_json_and_html(geofed: GeofedServer) -> None:
+    landing = geofed.get("/", params={"f": "json"})
+    assert landing.status_code == 200
+    rels = {link["rel"] for link in landing.json()["links"]}
+    assert {"self", "service-desc", "conformance", "data"} <= rels
+    html = geofed.get("/", headers={"Accept": "text/html"})
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    assert "geofed" in html.text
+
+
+def test_ogc_conformance_and_openapi(geofed: GeofedServer) -> None:
+    conformance = geofed.get("/conformance", params={"f": "json"}).json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conformance
+    openapi = geofed.get("/openapi", params={"f": "json"})
+    assert openapi.status_code == 200
+    assert openapi.json()["openapi"].startswith("3.")
+
+
+def test_stac_landing_page(geofed: GeofedServer) -> None:
+    landing = geofed.get("/stac/")
+    assert landing.status_code == 200
+    body = landing.json()
+    assert body["type"] == "Catalog"
+    assert any(c.startswith("https://api.stacspec.org/v1.0") for c in body["conformsTo"])
+    assert {"self", "root", "search"} <= {link["rel"] for link in body["links"]}
+    assert geofed.get("/stac/api").status_code == 200
+
+
+def test_both_faces_list_the_same_collections(geofed: GeofedServer) -> None:
+    ogc = {c["id"] for c in geofed.get("/collections", params={"f": "json"}).json()["collections"]}
+    stac = {c["id"] for c in geofed.get("/stac/collections").json()["collections"]}
+    assert ogc, "no OGC collections configured"
+    assert ogc <= stac, f"OGC collections missing from STAC: {sorted(ogc - stac)}"
+
+
+@pytest.mark.parametrize("public_url", ["https://example.org/geofed", "http://proxy.invalid:8080/a/b"])
+def test_every_link_uses_the_public_url(start_geofed: Any, public_url: str) -> None:
+    server: GeofedServer = start_geofed(GEOFED_PUBLIC_URL=public_url)
+    pages = ["/?f=json", "/collections?f=json", "/conformance?f=json", "/processes?f=json", "/stac/",
+             "/stac/collections"]
+    collections = server.get("/collections", params={"f": "json"}).json()["collections"]
+    if collections:
+        cid = collections[0]["id"]
+        pages += [f"/collections/{cid}?f=json", f"/collections/{cid}/items?f=json&limit=2"]
+    origin = "/".join(public_url.split("/")[:3])  # scheme://host[:port]
+    for page in pages:
+        response = server.get(page)
+        assert response.status_code == 200, (page, response.text[:300])
+        links = hrefs(response.json())
+        assert not [h for h in links if "127.0.0.1" in h], f"{page} leaks the bind address"
+        ours = [h for h in links if h.startswith(origin)]
+        assert ours, f"{page} has no link under {public_url}"
+        wrong = [h for h in ours if not (h == public_url or h.startswith(public_url + "/")
+                                         or h.startswith(public_url + "?"))]
+        assert not wrong, f"{page}: links without the path prefix: {wrong[:3]}"
+
+
+def test_cors_on_both_faces_and_service_routes(geofed: GeofedServer) -> None:
+    for path in ["/", "/collections", "/stac/", "/stac/search", "/healthz"]:
+        preflight = httpx.options(
+            f"{geofed.url}{path}",
+            headers={"Origin": "https://browser.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert preflight.status_code == 200, path
+        assert preflight.headers.get("access-control-allow-origin") in ("*", "https://browser.example"), path
+        simple = geofed.get(path, headers={"Origin": "https://browser.example"})
+        assert simple.headers.get("access-control-allow-origin") in ("*", "https://browser.example"), path
+
+
+def test_healthz_reports_each_upstream_mode(geofed: GeofedServer) -> None:
+    body = geofed.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert set(body["upstreams"]) == set(NAMES)
+    # the test server is configured like production (URLs set): every upstream is "real" to geofed
+    assert {u["mode"] for u in body["upstreams"].values()} == {"real"}
+
+
+def test_metrics_count_requests_per_route(geofed: GeofedServer) -> None:
+    geofed.get("/conformance", params={"f": "json"})
+    text = geofed.get("/metrics").text
+    assert 'geofed_requests_total{method="GET",route="/conformance",status="200"}' in text
+    assert "geofed_request_seconds_bucket" in text
+    assert "geofed_upstream_calls_total" in text or "# TYPE geofed_upstream_calls_total counter" in text
+
+
+def test_unknown_collection_is_a_clean_404(geofed: GeofedServer) -> None:
+    response = geofed.get("/collections/no-such-collection/items", params={"f": "json"})
+    assert response.status_code == 404
+    assert "Traceback" not in response.text
+
+
+def test_demo_mode_runs_simulators_and_says_so(start_geofed: Any) -> None:
+    server: GeofedServer = start_geofed(with_simulators=False, GEOFED_DEMO="1")
+    health = server.get("/healthz").json()["upstreams"]
+    assert {u["mode"] for u in health.values()} == {"simulated"}
+    description = server.get("/", params={"f": "json"}).json()["description"]
+    assert "Demo mode" in description
+    collections = server.get("/collections", params={"f": "json"}).json()["collections"]
+    assert collections, "demo mode should serve the upstream collections from the simulators"
+    first = collections[0]["id"]
+    items = server.get(f"/collections/{first}/items", params={"f": "json", "limit": 2})
+    assert items.status_code == 200 and items.json()["features"]
+
+
+def test_demo_off_without_urls_disables_upstreams(start_geofed: Any) -> None:
+    server: GeofedServer = start_geofed(with_simulators=False, GEOFED_DEMO="0")
+    health = server.get("/healthz").json()["upstreams"]
+    assert {u["mode"] for u in health.values()} == {"disabled"}
+    assert server.get("/collections", params={"f": "json"}).json()["collections"] == []
+    assert server.get("/stac/collections").json()["collections"] == []
