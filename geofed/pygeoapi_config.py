@@ -30,9 +30,8 @@ def render(settings: Settings) -> dict[str, Any]:
         manager["connection"] = str(data_dir / "jobs.tinydb.json")
         manager["output_dir"] = str(data_dir / "outputs")
     else:
-        manager["connection"] = (
-            settings.database_url.get_secret_value() if settings.database_url else str(data_dir / "jobs.sqlite")
-        )
+        # the database URL may carry a password: the rendered file names the variable, the manager reads it
+        manager["connection"] = "GEOFED_DATABASE_URL" if settings.database_url else str(data_dir / "jobs.sqlite")
         manager["output_dir"] = str(data_dir / "outputs")
     base["logging"]["level"] = settings.log_level.upper()
 

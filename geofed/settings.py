@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     token_refresh_margin: float = Field(60.0, description="refresh tokens this many seconds before expiry")
     threads: int = Field(64, description="worker threads for pygeoapi handlers (slow upstreams must not stall)")
     federation_timeout: float = Field(20.0, description="seconds each STAC federation member may take")
+    federation_sort_cap: int = Field(
+        10_000, description="most matches read from a STAC member that cannot sort as asked (more → 400)"
+    )
     pagination_secret: SecretStr | None = Field(None, description="HMAC key for STAC paging tokens")
     simulator_port: int = Field(0, description="port of the in-process simulators in demo mode; 0 = any free")
 

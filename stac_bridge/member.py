@@ -40,12 +40,26 @@ class SearchParams:
 @dataclass
 class MemberPage:
     items: list[dict[str, Any]]  # STAC items as dicts; `collection` is the federated id
-    next: Any | None = None  # JSON-able native paging state for the following page; None = exhausted
+    # JSON-able native paging state for the following page (an int, an offset dict — never a URL); None =
+    # exhausted. It travels inside the bridge's signed token, so keep it small.
+    next: Any | None = None
+    # Number of items matching the *whole* query, or None when unknown or when the member evaluated only part
+    # of the filter (the bridge adds the members' counts into `numberMatched`).
     matched: int | None = None
 
 
 @runtime_checkable
 class Member(Protocol):
+    """Optional attributes the bridge reads with defaults (not part of the protocol check):
+    - `searchable: bool = True` — False for metadata-only members (AppEEARS): a search without `collections`
+      then skips them instead of listing their collections;
+    - `max_page_size: int = 100` — the most items the bridge asks for in one `search` call;
+    - `upstream: str = name` — the upstream's name when `name` differs (two members of one upstream): used
+      in error messages, `federation:missing` and the collections' `via` link.
+    `search` must return exactly the items of the page `state` designates (same state → same page), because
+    the bridge may re-read a page instead of stashing its items in the token.
+    """
+
     name: str  # upstream name: carbonmapper | sentinelhub | epoch | spaceknow | appeears
 
     async def collections(self) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from geofed import errors
+
 if TYPE_CHECKING:
     from geofed.http.client import UpstreamClient
 
@@ -133,6 +135,9 @@ class ClientCredentials(TokenAuth):
                   "client_secret": self.client_secret},
         )
         payload = client.decode_json(response)
+        if not isinstance(payload, dict) or not payload.get("access_token"):
+            raise errors.UpstreamError(f"{client.title}'s token endpoint answered without an access_token",
+                                       upstream=client.name)
         return Token(str(payload["access_token"]), expiry_from(payload, self.default_ttl))
 
     def secrets(self) -> list[str]:

@@ -200,10 +200,12 @@ class UpstreamClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        authenticate: bool = True,
     ) -> AsyncIterator[httpx.Response]:
         """Opens a streamed response (status already checked). Retries happen only before the first byte.
 
         Errors while reading the body surface as `httpx` exceptions; use `stream_broken()` to map them.
+        `authenticate=False` for public downloads (no token may follow a redirect to another host).
         """
         url = self.url(path)
         body = orjson.dumps(json) if json is not None else None
@@ -212,7 +214,7 @@ class UpstreamClient:
         if body is not None:
             hdrs.setdefault("Content-Type", "application/json")
         for attempt in range(2):
-            used = {**hdrs, **(await self.auth.headers(self))}
+            used = {**hdrs, **(await self.auth.headers(self))} if authenticate else dict(hdrs)
             request = self.http.build_request(
                 method, url, params=params, content=body, headers=used, timeout=self._timeout(timeout)
             )
@@ -228,16 +230,22 @@ class UpstreamClient:
                     f"{self.title} could not be reached ({type(exc).__name__})", upstream=self.name
                 ) from None
             self._observe(response, started)
-            if response.status_code in self.auth.expired_statuses and attempt == 0:
-                await response.aclose()
+            if authenticate and response.status_code in self.auth.expired_statuses and attempt == 0:
                 if await self.auth.invalidate(used):
+                    await response.aclose()
                     continue
+                # no fresher token to try (a static one): fall through and report the refusal (not a 500)
             if response.status_code >= 400:
                 await response.aread()
                 await response.aclose()
                 raise self._status_error(response)
             try:
                 yield response
+            except GeneratorExit:
+                # The caller stopped reading early (it had what it needed): the upstream answered, which must
+                # count as a success, or a half-open circuit would wait forever for its trial call's outcome.
+                self.breaker.success()
+                raise
             finally:
                 await response.aclose()
             self.breaker.success()

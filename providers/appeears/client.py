@@ -1,0 +1,227 @@
+"""AppEEARS HTTP access: login/logout, the product catalog (ETag revalidation), tasks, status, bundles.
+
+HTTP and auth only; the mapping of what comes back lives in `records.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from geofed import errors, upstreams
+from geofed.http.auth import Token, TokenAuth, basic_header
+from geofed.http.client import UpstreamClient
+from geofed.settings import Settings
+
+NAME = "appeears"
+TITLE = "NASA AppEEARS"
+TOKEN_LIFETIME = 48 * 3600.0  # the doc: "expire approximately 48 hours after being acquired"
+PRODUCT_PAGE = 100  # /product page size; the doc gives no default or maximum
+MAX_REDIRECTS = 3  # bundle downloads may redirect to storage (the doc's `curl --location`)
+
+
+class AppeearsAuth(TokenAuth):
+    """`POST /login` with HTTP Basic → Bearer token; AppEEARS signals an expired token with 403."""
+
+    expired_statuses = (401, 403)
+
+    def __init__(self, username: str, password: str, margin: float = 60.0) -> None:
+        super().__init__(margin)
+        self._configured = bool(username and password)
+        self._password = password
+        self._basic = basic_header(username, password)
+
+    async def fetch(self, client: UpstreamClient) -> Token:
+        if not self._configured:
+            raise errors.UpstreamAuthError(f"{client.title}: no credentials configured", upstream=client.name)
+        response = await client.token_request("POST", "/login", headers={**self._basic, "Content-Length": "0"})
+        payload = client.decode_json(response)
+        token = payload.get("token") if isinstance(payload, dict) else None
+        if not token:
+            raise errors.UpstreamAuthError(f"{client.title} answered the login without a token", upstream=client.name)
+        return Token(str(token), _expiry(payload.get("expiration")))
+
+    async def close(self, client: UpstreamClient) -> None:
+        """Disposes of the token at shutdown (`POST /logout` → 204)."""
+        token, self._token = self._token, None
+        if token is None or token.expires_at <= time.time():
+            return
+        await client.request("POST", "/logout", headers=self.header_for(token.value), authenticate=False,
+                             idempotent=False, allow_status=(401, 403))
+
+    def secrets(self) -> list[str]:
+        return [*super().secrets(), self._password, self._basic["Authorization"].partition(" ")[2]]
+
+
+def _expiry(value: Any) -> float:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time() + TOKEN_LIFETIME
+
+
+def make_auth(settings: Settings) -> AppeearsAuth:
+    creds = upstreams.credentials(NAME, settings)
+    return AppeearsAuth(creds.get("username", ""), creds.get("password", ""), settings.token_refresh_margin)
+
+
+@dataclass
+class _Validated:
+    etag: str | None
+    last_modified: str | None
+    body: Any
+    checked: float
+
+
+# Last validated body per catalog URL. The TTL cache (hishel) would honour AppEEARS' `max-age=0,
+# must-revalidate` by not caching at all; here a body stays fresh for GEOFED_CACHE_TTL seconds and is then
+# revalidated with If-None-Match / If-Modified-Since, so an unchanged catalog costs one 304.
+_VALIDATED: dict[str, _Validated] = {}
+
+
+class AppeearsClient:
+    def __init__(self, http: UpstreamClient | None = None) -> None:
+        self.http = http or upstreams.http(NAME)
+
+    # ------------------------------------------------------------------ catalog (public, revalidated)
+    async def _catalog(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        key = str(httpx.URL(self.http.url(path), params=params or {}))
+        known = _VALIDATED.get(key)
+        if known is not None and time.monotonic() - known.checked < self.http.policy.cache_ttl:
+            return known.body
+        headers = {}
+        if known is not None and known.etag:
+            headers["If-None-Match"] = known.etag
+        elif known is not None and known.last_modified:
+            headers["If-Modified-Since"] = known.last_modified
+        response = await self.http.request("GET", path, params=params, headers=headers, authenticate=False,
+                                           allow_status=(304,))
+        if response.status_code == 304 and known is not None:
+            known.checked = time.monotonic()
+            return known.body
+        body = self.http.decode_json(response)
+        _VALIDATED[key] = _Validated(response.headers.get("ETag"), response.headers.get("Last-Modified"), body,
+                                     time.monotonic())
+        return body
+
+    async def products(self) -> list[dict[str, Any]]:
+        """Every product (`GET /product`, paged by limit/offset until a short page)."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self._catalog("/product", {"limit": PRODUCT_PAGE, "offset": len(out)})
+            if not isinstance(page, list):
+                raise errors.UpstreamError(f"{TITLE} returned a malformed product list", upstream=NAME)
+            out.extend(page)
+            if len(page) < PRODUCT_PAGE:
+                return out
+
+    async def layers(self, product_id: str) -> dict[str, dict[str, Any]]:
+        """The layers of one product (`GET /product/{ProductAndVersion}`); NotFound when unknown."""
+        try:
+            body = await self._catalog(f"/product/{product_id}")
+        except errors.UpstreamNotFound:
+            raise errors.NotFound(f"{TITLE} has no product '{product_id}'", upstream=NAME) from None
+        if not isinstance(body, dict):
+            raise errors.UpstreamError(f"{TITLE} returned malformed layers for {product_id}", upstream=NAME)
+        return body
+
+    async def projections(self) -> list[dict[str, Any]]:
+        body = await self._catalog("/spatial/proj")
+        return body if isinstance(body, list) else []
+
+    # ------------------------------------------------------------------ tasks (Bearer)
+    async def submit_task(self, task: dict[str, Any]) -> dict[str, Any]:
+        response = await self.http.request("POST", "/task", json=task, idempotent=False)
+        return self.http.decode_json(response)
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        return await self.http.get_json(f"/task/{task_id}")
+
+    async def status(self, task_id: str) -> tuple[int, dict[str, Any]]:
+        """`GET /status/{id}` without following the 303 that means done: (HTTP status, body)."""
+        response = await self.http.request("GET", f"/status/{task_id}")
+        body = self.http.decode_json(response) if response.content else {}
+        return response.status_code, body if isinstance(body, dict) else {}
+
+    async def delete_task(self, task_id: str) -> bool:
+        """True when deleted, False when AppEEARS no longer knows the task."""
+        response = await self.http.request("DELETE", f"/task/{task_id}", allow_status=(404,))
+        return response.status_code != 404
+
+    # ------------------------------------------------------------------ bundles (public)
+    async def bundle(self, task_id: str) -> dict[str, Any]:
+        return await self.http.get_json(f"/bundle/{task_id}", authenticate=False)
+
+    async def open_file(self, task_id: str, file_id: str) -> BundleFileStream:
+        """Opens a bundle file for streaming; the response is open until the stream is exhausted or closed."""
+        url = self.http.url(f"/bundle/{task_id}/{file_id}")
+        for _ in range(MAX_REDIRECTS + 1):
+            stack = AsyncExitStack()
+            try:
+                # Public endpoint: no token is sent, so none can follow a redirect to storage on another host.
+                response = await stack.enter_async_context(self.http.stream("GET", url, authenticate=False))
+            except BaseException:
+                await stack.aclose()
+                raise
+            location = response.headers.get("Location")
+            if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                return BundleFileStream(self.http, stack, response)
+            await stack.aclose()
+            url = str(response.request.url.join(location))
+        raise errors.UpstreamError(f"{TITLE} redirected a bundle download too often", upstream=NAME)
+
+
+class BundleFileStream:
+    """The bytes of one bundle file: an async iterator that owns the upstream response (close = release)."""
+
+    def __init__(self, http: UpstreamClient, stack: AsyncExitStack, response: httpx.Response) -> None:
+        self.http = http
+        self.response = response
+        self._stack = stack
+        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        self.media_type = response.headers.get("Content-Type", "application/octet-stream")
+        self.filename: str | None = None
+        length = response.headers.get("Content-Length")
+        self.size: int | None = int(length) if length and length.isdigit() else None
+        self._sha256: str | None = None
+        self._digest = hashlib.sha256()
+        self._read = 0
+
+    def expect(self, sha256: str | None, size: int | None) -> None:
+        """Check the bytes against the bundle's checksum: a mismatch ends the stream with an error."""
+        self._sha256 = sha256.lower() if sha256 else None
+        if size is not None:
+            self.size = int(size)
+
+    def __aiter__(self) -> BundleFileStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            await self.aclose()
+            self._verify()
+            raise
+        except httpx.HTTPError as exc:
+            await self.aclose()
+            raise self.http.stream_broken(exc) from None
+        self._digest.update(chunk)
+        self._read += len(chunk)
+        return chunk
+
+    def _verify(self) -> None:
+        short = self.size is not None and self._read != self.size
+        if short or (self._sha256 and self._digest.hexdigest() != self._sha256):
+            raise self.http.stream_broken(ValueError(f"{TITLE} file failed its size/sha256 check"))
+
+    async def aclose(self) -> None:
+        await asyncio.shield(self._stack.aclose())

@@ -1,0 +1,1 @@
+"""CarbonMapper: plumes, sources and scenes (OGC API Features) and the CarbonMapper STAC API (federation)."""

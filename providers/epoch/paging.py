@@ -1,0 +1,215 @@
+"""Paging over an upstream without offsets: one live stream per query, resumed page after page.
+
+Epoch has `limit` but no offset or cursor, so page N of a query means reading (and skipping) every plot before
+it. A `Cursor` keeps the query's upstream stream open between requests, positioned after the last page served,
+so sequential paging reads the upstream once instead of once per page; a request for an earlier page re-opens
+the stream and skips forward (skipped lines are split, never parsed).
+
+Cost, per cached query: one open upstream connection (parked: TCP back-pressure stops the upstream from sending
+more) and the raw lines of the last page served plus one (≤ limit + 1 lines, ≈ 1.7 KB each). At most
+`size` queries are cached (least recently used first out), each for `ttl` idle seconds; an evicted or expired
+query only costs a re-read from its first plot. The upstream `limit` of a stream starts at twice what the page
+needs (or `min_limit`) and doubles when paging reaches it, so reading deep pages costs at most ~3× the plots
+read, while a first page never asks Epoch for more than it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from geofed import errors
+
+Opener = Callable[[int], AsyncIterator[bytes]]  # upstream limit → the NDJSON lines of a new stream
+Keep = Callable[[dict[str, Any]], bool]
+
+
+@dataclass
+class Page:
+    lines: list[bytes]
+    more: bool
+    total: int | None  # matches of the whole query, once the stream has been read to its end
+
+
+class Cursor:
+    """One query's position in its upstream stream. Lives on the upstream loop; `lock` serialises its users."""
+
+    def __init__(self, opener: Opener, parse: Callable[[bytes], dict[str, Any]], keep: Keep | None,
+                 min_limit: int, max_scan: int) -> None:
+        self.opener, self.parse, self.keep = opener, parse, keep
+        self.min_limit, self.max_scan = min_limit, max_scan
+        self.lock = asyncio.Lock()
+        self.used = time.monotonic()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.stream: AsyncIterator[bytes] | None = None
+        self.upstream_limit = 0  # `limit` the current stream was opened with
+        self.read = 0  # upstream lines consumed
+        self.matched = 0  # lines that passed `keep`
+        self.window: deque[tuple[int, bytes]] = deque()  # contiguous matches ending at index matched - 1
+        self.total: int | None = None
+        self.opened_now = False
+
+    async def close(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def page(self, offset: int, limit: int) -> Page:
+        """Matches [offset, offset + limit) and whether more follow."""
+        self.used = time.monotonic()
+        self.opened_now = False
+        first = self.window[0][0] if self.window else self.matched
+        if offset < first:  # an earlier page: start over
+            await self.close()
+            self._reset()
+        while self.window and self.window[0][0] < offset:
+            self.window.popleft()
+        want = limit + 1  # one past the page tells whether more follow
+        while len(self.window) < want and self.total is None:
+            line = await self._next_match()
+            if line is None:
+                break
+            if self.matched - 1 >= offset:
+                self.window.append((self.matched - 1, line))
+        lines = [line for _, line in list(self.window)[:want]]
+        return Page(lines[:limit], len(lines) > limit, self.total)
+
+    async def count(self) -> int:
+        """Reads to the end (nothing kept) and returns the number of matches."""
+        self.used = time.monotonic()
+        while self.total is None:
+            await self._next_match()
+        return self.total
+
+    async def _next_match(self) -> bytes | None:
+        while True:
+            line = await self._next_line()
+            if line is None:
+                self.total = self.matched
+                return None
+            if self.keep is not None and not self.keep(self.parse(line)):
+                continue
+            self.matched += 1
+            return line
+
+    async def _next_line(self) -> bytes | None:
+        while True:
+            if self.stream is None:
+                await self._open()
+            assert self.stream is not None
+            try:
+                line = await anext(self.stream)
+            except StopAsyncIteration:
+                self.stream = None
+                if self.read < self.upstream_limit:
+                    return None  # the upstream had no more
+                continue  # the stream stopped at its limit: re-open with a larger one
+            except BaseException:
+                self.stream = None
+                raise
+            self.read += 1
+            return line
+
+    async def _open(self) -> None:
+        """(Re-)opens the stream with a larger limit and skips the lines already consumed."""
+        if self.upstream_limit >= self.max_scan:
+            raise errors.InvalidParameter(
+                f"this query needs more than {self.max_scan} Epoch plots to be read; narrow it (datetime, "
+                "collection_id, facility_id or another property) or page less deep",
+                parameter="offset",
+            )
+        wanted = max(self.min_limit, 2 * (self.read + 1), 2 * self.upstream_limit)
+        self.upstream_limit = min(self.max_scan, wanted)
+        self.stream = self.opener(self.upstream_limit)
+        self.opened_now = True
+        for _ in range(self.read):
+            try:
+                await anext(self.stream)
+            except StopAsyncIteration:  # fewer plots than before: the upstream's data changed under us
+                self.stream = None
+                self.upstream_limit = self.read  # nothing more to read
+                return
+
+
+class CursorCache:
+    """Module-level (providers are built per request), bounded by `size` and idle `ttl` seconds."""
+
+    def __init__(self, size: int = 8, ttl: float = 60.0) -> None:
+        self.size, self.ttl = size, ttl
+        self._cursors: dict[Any, Cursor] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def configure(self, size: int, ttl: float) -> None:
+        self.size, self.ttl = max(0, size), ttl
+
+    def __len__(self) -> int:
+        return len(self._cursors)
+
+    def cursor(self, key: Any, make: Callable[[], Cursor]) -> Cursor:
+        cursor = self._cursors.pop(key, None)
+        if cursor is None:
+            cursor = make()
+        self._cursors[key] = cursor  # most recently used last
+        self._evict(keep=key)
+        return cursor
+
+    def forget(self, key: Any, cursor: Cursor) -> None:
+        if self._cursors.get(key) is cursor:
+            del self._cursors[key]
+
+    def _evict(self, keep: Any = None) -> None:
+        now = time.monotonic()
+        for key, cursor in list(self._cursors.items()):
+            if key == keep or cursor.lock.locked():
+                continue
+            if len(self._cursors) > self.size or now - cursor.used > self.ttl:
+                del self._cursors[key]
+                task = asyncio.get_running_loop().create_task(cursor.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        if self._cursors and self._sweep is None:
+            def sweep() -> None:
+                self._sweep = None
+                self._evict()
+
+            self._sweep = asyncio.get_running_loop().call_later(self.ttl + 1, sweep)
+
+    async def count(self, key: Any, make: Callable[[], Cursor]) -> int:
+        cursor = self.cursor(key, make)
+        async with cursor.lock:
+            try:
+                return await cursor.count()
+            except BaseException:
+                self.forget(key, cursor)
+                await cursor.close()
+                raise
+
+    async def page(self, key: Any, make: Callable[[], Cursor], offset: int, limit: int) -> Page:
+        """A page through the cached cursor; a resumed stream that broke is re-read once from the start."""
+        for attempt in range(2):
+            cursor = self.cursor(key, make)
+            async with cursor.lock:
+                try:
+                    page = await cursor.page(offset, limit)
+                except errors.UpstreamError:
+                    self.forget(key, cursor)
+                    await cursor.close()
+                    if cursor.opened_now or attempt:
+                        raise
+                    continue  # e.g. the upstream dropped our parked connection: start again, once
+                except BaseException:
+                    self.forget(key, cursor)
+                    await cursor.close()
+                    raise
+            if self.size == 0:
+                self.forget(key, cursor)
+                await cursor.close()
+            return page
+        raise AssertionError("unreachable")

@@ -1,0 +1,152 @@
+"""`epoch-aggregate-emissions` (sync): Epoch's `aggregate=true` mode as an OGC API process.
+
+Epoch aggregates every matching plot into one feature: sums of the per-year figures and uncertainties,
+area-weighted averages of the per-hectare figures and annual series, the total area and the plot count. With
+`aggregate=true` and no `limit` the doc says Epoch "returns the first matching case" — which may mean it
+aggregates only the first plot — so geofed always sends an explicit `limit` (`aggregate_limit`), and a count that
+reaches it is refused rather than returned as if it covered everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from contextlib import aclosing
+from typing import Any
+
+from geofed import errors
+from geofed.ogc.process import UpstreamProcessor
+from providers.epoch import records
+from providers.epoch.client import EpochClient, flag
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Upstream parameters that are not columns: a filter may not override them.
+RESERVED = frozenset({"filename", "monitoring_start", "monitoring_end", "limit", "aggregate", "plots_only"})
+DEFAULT_AGGREGATE_LIMIT = 1_000_000
+
+PROCESS_METADATA: dict[str, Any] = {
+    "version": "1.0.0",
+    "id": "epoch-aggregate-emissions",
+    "title": {"en": "Epoch: aggregate biomass and land-use-change emissions"},
+    "description": {"en": (
+        "Aggregates every Epoch plot of a collection that matches the monitoring window and the filters into one "
+        "GeoJSON feature: totals (tCO2e/yr) and summed uncertainties, area-weighted averages per hectare and of "
+        "the yearly AGB/BGB/SOC series, the total area (aggregate_area, ha) and the number of plots "
+        "(aggregate_plot_count). The geometry covers the matched plots (Epoch's choice of envelope)."
+    )},
+    "jobControlOptions": ["sync-execute"],
+    "outputTransmission": ["value"],
+    "keywords": ["Epoch", "biomass", "emissions", "land use change", "aggregate"],
+    "links": [{"type": "text/html", "rel": "about", "title": "Epoch SCo2 API: fetch biomass emissions",
+               "href": "https://epoch-sco2-api.com", "hreflang": "en-US"}],
+    "inputs": {
+        "collection": {
+            "title": "Collection",
+            "description": "Epoch collection identifier (the upstream's `filename`)",
+            "schema": {"type": "string", "minLength": 1},
+            "minOccurs": 1, "maxOccurs": 1,
+        },
+        "monitoring_start": {
+            "title": "Monitoring start",
+            "description": "first day of the monitoring window (YYYY-MM-DD)",
+            "schema": {"type": "string", "format": "date", "pattern": DATE.pattern},
+            "minOccurs": 0, "maxOccurs": 1,
+        },
+        "monitoring_end": {
+            "title": "Monitoring end",
+            "description": "last day of the monitoring window (YYYY-MM-DD)",
+            "schema": {"type": "string", "format": "date", "pattern": DATE.pattern},
+            "minOccurs": 0, "maxOccurs": 1,
+        },
+        "filters": {
+            "title": "Filters",
+            "description": "column → value equalities on Epoch's batch table (plotid, collection_id, facility_id, "
+                           "any other column), all of which must hold",
+            "schema": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+            "minOccurs": 0, "maxOccurs": 1,
+        },
+    },
+    "outputs": {
+        "aggregate": {
+            "title": "Aggregate feature",
+            "description": "one GeoJSON feature with the aggregated statistics",
+            "schema": {"type": "object", "contentMediaType": "application/geo+json"},
+        }
+    },
+    "example": {
+        "inputs": {
+            "collection": "cocoa-civ-2024",
+            "monitoring_start": "2020-01-01",
+            "monitoring_end": "2024-01-10",
+            "filters": {"facility_id": "coop-soubre-01"},
+        }
+    },
+}
+
+
+def _date(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not DATE.match(value):
+        raise errors.InvalidParameter(f"'{name}' must be a date as YYYY-MM-DD, got {value!r}", parameter=name)
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise errors.InvalidParameter(f"'{name}' is not a calendar date: {value!r}", parameter=name) from None
+    return value
+
+
+def _filters(data: dict[str, Any]) -> dict[str, str]:
+    value = data.get("filters") or {}
+    if not isinstance(value, dict):
+        raise errors.InvalidParameter("'filters' must be an object of column → value", parameter="filters")
+    out: dict[str, str] = {}
+    for column, item in value.items():
+        where = f"filters.{column}"
+        if not isinstance(column, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", column):
+            raise errors.InvalidParameter(f"'{where}' is not a column name", parameter="filters")
+        if column in RESERVED:
+            raise errors.InvalidParameter(f"'{where}': {column} is an input of its own, not a filter",
+                                          parameter=where)
+        if isinstance(item, bool):
+            out[column] = flag(item)
+        elif isinstance(item, str | int | float):
+            out[column] = str(item)
+        else:
+            raise errors.InvalidParameter(f"'{where}' must be a string, number or boolean", parameter=where)
+    return out
+
+
+class AggregateEmissionsProcessor(UpstreamProcessor):
+    def __init__(self, processor_def: dict[str, Any]) -> None:
+        super().__init__(processor_def, PROCESS_METADATA)
+        self.aggregate_limit = int(processor_def.get("aggregate_limit", DEFAULT_AGGREGATE_LIMIT))
+
+    async def run(self, data: dict[str, Any]) -> tuple[str, Any]:
+        collection = data.get("collection")
+        if not isinstance(collection, str) or not collection.strip():
+            raise errors.InvalidParameter("'collection' is required: an Epoch collection identifier",
+                                          parameter="collection")
+        start, end = _date(data, "monitoring_start"), _date(data, "monitoring_end")
+        if start and end and start > end:
+            raise errors.InvalidParameter("'monitoring_start' is after 'monitoring_end'", parameter="monitoring_start")
+        filters = _filters(data)
+        params = {**filters, "filename": collection, "aggregate": flag(True), "limit": str(self.aggregate_limit)}
+        params.update({k: v for k, v in (("monitoring_start", start), ("monitoring_end", end)) if v})
+        found: list[dict[str, Any]] = []
+        try:
+            async with aclosing(EpochClient().lines(params)) as lines:
+                async for line in lines:
+                    found.append(records.parse_line(line))
+        except errors.UpstreamNotFound:
+            raise errors.NotFound(f"Epoch has no collection '{collection}'", parameter="collection") from None
+        if len(found) > 1:
+            raise errors.UpstreamError(f"Epoch answered aggregate=true with {len(found)} features instead of one",
+                                       upstream="epoch")
+        record = found[0] if found else None
+        if record is not None and int(record["properties"].get("aggregate_plot_count") or 0) >= self.aggregate_limit:
+            raise errors.InvalidParameter(
+                f"more than {self.aggregate_limit} plots match: the aggregate would be partial; narrow the filters",
+                parameter="filters")
+        return "application/geo+json", records.aggregate_feature(record, collection, start, end, filters)

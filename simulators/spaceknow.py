@@ -1,0 +1,528 @@
+"""SpaceKnow simulator: Auth0 password grant, Ragnar imagery search, scene metadata, credits, Kraken.
+
+Contract: `../shared/upstreams/spaceknow.md`, its doc and `observed.md`. Every operation is a JSON POST; long ones
+are pipelines (`…/initiate` → `POST /tasking/get-status` honouring `nextTry` → `…/retrieve`).
+
+Where the doc is silent this simulator makes one choice, marked CHOICE below and configurable through
+`create_app(**config)`, the `SIM_SPACEKNOW_CONFIG` environment variable (JSON) or `POST /_sim/config`:
+- a pipeline answers PROCESSING for `polls` status calls, then RESOLVED (or FAILED when `fail_pipelines` > 0);
+  `nextTry` is `next_try` seconds;
+- errors are `{"error": CODE, "message": text}`: 400 invalid input, 401 missing/expired token, 404 unknown id,
+  409 retrieve before RESOLVED;
+- a search page holds `page_size` scenes; the retrieve answer carries `cursor` (int, or null on the last page),
+  which a new initiate passes back (as observed on the real service);
+- the grid tile download is `GET /kraken/grid/{mapId}/{geometryId}/{zoom}/{x}/{y}/{fileName}` (public).
+
+`GET /_sim/archive` lists the whole scene archive (the tests' truth); `GET/POST /_sim/config` the settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+import os
+import secrets
+import struct
+import time
+import zlib
+from typing import Any
+
+import shapely.geometry
+from pyproj import Geod
+from shapely import affinity
+from shapely.geometry.base import BaseGeometry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from simulators.framework import SimulatorState, chunked, create_simulator_app, require_bearer
+
+AUTH0_CLIENT_ID = "hmWJcfhRouDOaJK2L8asREMlMrv3jFE1"  # the fixed value the doc prints
+GEOD = Geod(ellps="WGS84")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "next_try": 1,  # CHOICE: seconds; the doc's sample is 14
+    "polls": 2,  # status calls answering PROCESSING before RESOLVED
+    "page_size": 100,  # scenes per search retrieve
+    "token_ttl": 36000,  # the doc: "valid for 10 hours"
+    "fail_pipelines": 0,  # the next N pipelines (whose initiate path contains `fail_path`) end FAILED
+    "fail_path": "",
+    "max_tiles": 12,  # tiles per released map
+}
+
+REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "permian-basin": (-104.5, 30.8, -101.5, 33.2),
+    "turkmenistan-west": (53.0, 38.2, 56.0, 40.2),
+    "four-corners": (-109.2, 36.0, -107.2, 37.5),
+    "upper-silesia": (18.2, 49.7, 19.6, 50.5),
+    "hassi-messaoud": (5.5, 31.2, 6.8, 32.2),
+}
+
+# provider, dataset, name, type, attribution, satellites, bands (names, gsd), footprint km (w, h),
+# scenes per region, credits per km², separate search (global), off-nadir range
+_DATASETS: list[tuple[Any, ...]] = [
+    ("pl", "PSScene", "PlanetScope Scene", "optical", "Planet", ["PSB.SD", "PS2.SD"],
+     [("blue", 3.0), ("green", 3.0), ("red", 3.0), ("nir", 3.0)], (24, 11), 40, 0.02, False, (0, 5)),
+    ("pl", "SkySatCollect", "SkySat Collect", "optical", "Planet", ["SS01", "SS07", "SS12"],
+     [("pan", 0.5), ("blue", 0.5), ("green", 0.5), ("red", 0.5), ("nir", 0.5)], (6, 20), 12, 0.45, False, (5, 30)),
+    ("ab", "pleiades", "Pleiades", "optical", "Airbus", ["PHR1A", "PHR1B"],
+     [("red", 0.5), ("green", 0.5), ("blue", 0.5), ("nir", 2.0)], (20, 20), 15, 0.35, False, (0, 30)),
+    ("ab", "spot", "SPOT 6/7", "optical", "Airbus", ["SPOT6", "SPOT7"],
+     [("red", 1.5), ("green", 1.5), ("blue", 1.5), ("nir", 6.0)], (60, 60), 10, 0.06, False, (0, 25)),
+    ("ee", "COPERNICUS/S2_HARMONIZED", "Copernicus Sentinel-2 Harmonized", "optical", "Copernicus",
+     ["Sentinel-2A", "Sentinel-2B"], [("B2", 10.0), ("B3", 10.0), ("B4", 10.0), ("B8", 10.0), ("B11", 20.0)],
+     (110, 110), 30, 0.001, False, (0, 6)),
+    ("ee", "COPERNICUS/S1_GRD", "Copernicus Sentinel-1 GRD", "sar-grd", "Copernicus", ["Sentinel-1A"],
+     [("VV", 10.0), ("VH", 10.0)], (250, 170), 20, 0.001, False, (29, 46)),
+    ("ee", "COPERNICUS/S5P/OFFL/L3_CH4", "Sentinel-5P CH4 (offline L3)", "optical", "Copernicus", ["Sentinel-5P"],
+     [("CH4_column_volume_mixing_ratio_dry_air", 7000.0)], (2600, 2600), 25, 0.0001, True, (0, 0)),
+]
+MAP_TYPES: dict[str, tuple[float, list[str]]] = {  # credit multiplier, grid files
+    "imagery": (1.0, ["truecolor.png", "imagery.ski"]),
+    "aircraft": (2.0, ["detections.geojson", "segmentation.png", "metadata.json"]),
+    "ships": (2.0, ["detections.geojson", "segmentation.png", "metadata.json"]),
+    "change": (3.0, ["change.png", "metadata.json"]),
+    "wrunc": (1.5, ["wrunc.png", "metadata.json"]),
+}
+_URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+_ALNUM = _URLSAFE[:62]
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+class _BadRequest(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _datasets_catalog() -> list[dict[str, Any]]:
+    out = []
+    for prov, name, title, kind, attribution, _sats, bands, _size, _n, _rate, separate, _nadir in _DATASETS:
+        gsds = [g for _, g in bands]
+        entry: dict[str, Any] = {
+            "attribution": attribution, "changeGroup": f"{prov}_{name}",
+            "clip": "required" if prov in ("ab", "pl") else "disallowed",
+            "dataset": name, "datasetName": title, "datasetType": kind, "downloadable": prov == "ee",
+            "exportable": prov != "ee", "maxMbrSide": 40_000_000 if separate else 400_000, "provider": prov,
+            "providerName": {"pl": "Planet", "ab": "Airbus", "ee": "Earth Engine"}[prov],
+            "requiresSeparateSearch": separate, "resolution": [min(gsds), max(gsds)], "thumbnail": kind == "optical",
+        }
+        if kind == "optical" and not separate:
+            entry["visualizationBands"] = ["red", "green", "blue"]
+        out.append(entry)
+    return out
+
+
+def _footprint(cx: float, cy: float, w_km: float, h_km: float, angle: float) -> BaseGeometry:
+    dx = w_km / 2 / (111.32 * math.cos(math.radians(cy)))
+    dy = h_km / 2 / 110.57
+    box = shapely.geometry.box(cx - dx, max(-89.0, cy - dy), cx + dx, min(89.0, cy + dy))
+    return affinity.rotate(box, angle, origin=(cx, cy))
+
+
+def _utm_epsg(lon: float, lat: float) -> int:
+    return (32600 if lat >= 0 else 32700) + int((lon + 180) // 6) + 1
+
+
+def _generate_archive(state: SimulatorState) -> list[dict[str, Any]]:
+    scenes: list[dict[str, Any]] = []
+    start = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
+    for region, (w, s, e, n) in REGIONS.items():
+        for prov, name, _t, kind, _a, sats, bands, (fw, fh), count, _r, separate, (nmin, nmax) in _DATASETS:
+            rng = state.rng(f"{region}:{prov}:{name}")
+            for i in range(count):
+                cx, cy = rng.uniform(w, e), rng.uniform(s, n)
+                if separate:  # a CH4 L3 grid tile around the region
+                    cx, cy = (w + e) / 2, (s + n) / 2
+                foot = _footprint(cx, cy, fw * rng.uniform(0.9, 1.1), fh * rng.uniform(0.9, 1.1),
+                                  0.0 if separate else rng.uniform(-12, 12))
+                day = start + dt.timedelta(days=rng.uniform(0, 730))
+                utc_hour = (10.5 if kind == "optical" else 18.0) - cx / 15.0 + rng.uniform(-0.5, 0.5)
+                when = day.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(hours=utc_hour % 24)
+                doy = when.timetuple().tm_yday
+                declination = 23.44 * math.sin(2 * math.pi * (doy - 81) / 365)
+                gsd_band = [{
+                    "bitDepth": 8 if kind == "optical" and prov == "ab" else 16, "gsd": gsd, "names": [band],
+                    "pixelSizeX": gsd / 111320.0, "pixelSizeY": -gsd / 110570.0,
+                } for band, gsd in bands]
+                scenes.append({
+                    "sceneId": "".join(rng.choice(_URLSAFE) for _ in range(rng.randint(34, 60))),
+                    "provider": prov, "dataset": name, "satellite": rng.choice(sats),
+                    "datetime": when.strftime(TIME_FORMAT),
+                    "footprint": shapely.geometry.mapping(foot),
+                    "crsEpsg": 4326 if kind != "optical" or separate else _utm_epsg(cx, cy),
+                    "bands": gsd_band,
+                    "offNadir": round(rng.uniform(nmin, nmax), 4),
+                    "satelliteAzimuth": round(rng.uniform(95, 105) if nmax < 10 else rng.uniform(0, 360), 3),
+                    "sunAzimuth": round(rng.uniform(130, 165) if cy >= 0 else rng.uniform(15, 50), 4),
+                    "sunElevation": round(max(5.0, 90 - abs(cy - declination) - rng.uniform(5, 15)), 3),
+                    "foreignId": f"{when:%Y%m%d_%H%M%S}_{i:03d}",
+                    "minArea": round(rng.uniform(0.5, 25), 1),
+                    "clippedImagery": prov in ("ab", "pl"),
+                    "downloadable": prov == "ee",
+                    "_region": region,
+                })
+    scenes.sort(key=lambda sc: (sc["datetime"], sc["sceneId"]), reverse=True)
+    return scenes
+
+
+def _public(scene: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in scene.items() if not k.startswith("_")}
+
+
+def _geometry(value: Any, field: str) -> BaseGeometry:
+    try:
+        geom = shapely.geometry.shape(value)
+    except Exception:
+        raise _BadRequest("INVALID-GEOJSON", f"'{field}' is not a GeoJSON geometry") from None
+    if geom.is_empty or not geom.is_valid:
+        raise _BadRequest("INVALID-GEOJSON", f"'{field}' is empty or invalid")
+    return geom
+
+
+def _km2(geom: BaseGeometry) -> float:
+    return abs(GEOD.geometry_area_perimeter(geom)[0]) / 1e6
+
+
+def _mbr_side_m(geom: BaseGeometry) -> float:
+    w, s, e, n = geom.bounds
+    widest = max(GEOD.line_length([w, e], [lat, lat]) for lat in (s, n, min(max(0.0, s), n)))
+    return max(widest, GEOD.line_length([w, w], [s, n]))
+
+
+def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
+    lat = max(-85.05, min(85.05, lat))
+    scale = 2**z
+    x = int((lon + 180) / 360 * scale)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * scale)
+    return min(x, scale - 1), min(y, scale - 1)
+
+
+def _tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    scale = 2**z
+
+    def lat(yy: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * yy / scale))))
+
+    return x / scale * 360 - 180, lat(y + 1), (x + 1) / scale * 360 - 180, lat(y)
+
+
+def _png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
+    raw = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def _jwt(subject: str, ttl: float) -> str:
+    def b64(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"iss": "https://spaceknow.auth0.com/", "sub": subject, "aud": AUTH0_CLIENT_ID,
+              "iat": now, "exp": now + int(ttl)}
+    return f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}.{secrets.token_urlsafe(32)}"
+
+
+def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> Starlette:
+    settings = {**DEFAULT_CONFIG, **json.loads(os.environ.get("SIM_SPACEKNOW_CONFIG", "{}")), **config}
+    state = SimulatorState("spaceknow", seed=seed, credentials=credentials, token_ttl=settings["token_ttl"],
+                           config=settings)
+    catalog = _datasets_catalog()
+    known = {(d["provider"], d["dataset"]): d for d in catalog}
+    rates = {(row[0], row[1]): row[9] for row in _DATASETS}
+    cache: dict[str, Any] = {}
+    pipelines: dict[str, dict[str, Any]] = {}
+    maps: dict[str, dict[str, Any]] = {}
+    bearer = require_bearer(state)
+
+    def archive() -> list[dict[str, Any]]:
+        if "scenes" not in cache:
+            cache["scenes"] = _generate_archive(state)
+            cache["by_id"] = {sc["sceneId"]: sc for sc in cache["scenes"]}
+            cache["shapes"] = {sc["sceneId"]: shapely.geometry.shape(sc["footprint"]) for sc in cache["scenes"]}
+        return cache["scenes"]
+
+    def scene(scene_id: Any) -> dict[str, Any]:
+        archive()
+        found = cache["by_id"].get(scene_id) if isinstance(scene_id, str) else None
+        if found is None:
+            raise _BadRequest("SCENE-NOT-FOUND", f"scene {scene_id!r} does not exist", 404)
+        return found
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _BadRequest("INVALID-JSON", "request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise _BadRequest("INVALID-JSON", "request body must be a JSON object")
+        return body
+
+    def endpoint(handler: Any, public: bool = False) -> Any:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except _BadRequest as exc:
+                return _error(exc.status, exc.code, exc.message)
+
+        run.__name__ = handler.__name__
+        return run if public else bearer(run)
+
+    def start_pipeline(kind: str, path: str, result: Any) -> JSONResponse:
+        pid = "".join(secrets.choice(_ALNUM) for _ in range(20))
+        fail = settings["fail_pipelines"] > 0 and settings["fail_path"] in path
+        if fail:
+            settings["fail_pipelines"] -= 1
+        pipelines[pid] = {"kind": kind, "polls": 0, "fail": fail, "result": result, "status": "NEW"}
+        return JSONResponse({"nextTry": settings["next_try"], "pipelineId": pid, "status": "NEW"})
+
+    def pipeline_of(body: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+        pid = body.get("pipelineId")
+        if not isinstance(pid, str) or len(pid) != 20:
+            raise _BadRequest("INVALID-PIPELINE-ID", "'pipelineId' must be a 20-character string")
+        found = pipelines.get(pid)
+        if found is None or (kind is not None and found["kind"] != kind):
+            raise _BadRequest("PIPELINE-NOT-FOUND", f"pipeline {pid} does not exist", 404)
+        return found
+
+    # ------------------------------------------------------------------ auth
+    async def auth0(request: Request) -> Response:
+        body = await body_of(request)
+        expected = {"client_id": AUTH0_CLIENT_ID, "connection": "Username-Password-Authentication",
+                    "grant_type": "password", "scope": "openid"}
+        for key, value in expected.items():
+            if body.get(key) != value:
+                return JSONResponse({"error": "invalid_request", "error_description": f"bad {key}"}, 400)
+        if body.get("username") != credentials.get("username") or body.get("password") != credentials.get(
+            "password"
+        ):
+            return JSONResponse({"error": "invalid_user_password", "error_description": "Wrong email or password."},
+                                401)
+        ttl = float(settings["token_ttl"])
+        id_token = _jwt(f"auth0|{secrets.token_hex(12)}", ttl)
+        access = state.tokens.issue(body["username"], ttl, prefix="sk")  # the doc leaves which one is sent
+        state.tokens.register(id_token, body["username"], ttl)
+        return JSONResponse({"id_token": id_token, "scope": "openid", "access_token": access.value,
+                             "token_type": "bearer"})
+
+    # ------------------------------------------------------------------ pipelines
+    async def get_status(request: Request) -> Response:
+        body = await body_of(request)
+        found = pipeline_of(body)
+        if found["status"] in ("NEW", "PROCESSING"):
+            found["polls"] += 1
+            if found["polls"] > settings["polls"]:
+                found["status"] = "FAILED" if found["fail"] else "RESOLVED"
+            else:
+                found["status"] = "PROCESSING"
+        out: dict[str, Any] = {"status": found["status"],
+                               "nextTry": settings["next_try"] if found["status"] == "PROCESSING" else 0}
+        if body.get("getProgress"):
+            out["progress"] = {"message": f"{found['kind']}: step {found['polls']}", "provider": "sk",
+                               "step": found["polls"]}
+        return JSONResponse(out)
+
+    def retrieve(kind: str) -> Any:
+        async def handler(request: Request) -> Response:
+            found = pipeline_of(await body_of(request), kind)
+            if found["status"] == "FAILED":
+                raise _BadRequest("PIPELINE-FAILED", f"the {kind} pipeline failed")
+            if found["status"] != "RESOLVED":
+                raise _BadRequest("PIPELINE-NOT-RESOLVED", f"the {kind} pipeline is {found['status']}", 409)
+            return JSONResponse(found["result"])
+
+        handler.__name__ = f"retrieve_{kind}"
+        return handler
+
+    # ------------------------------------------------------------------ Ragnar
+    async def list_datasets(request: Request) -> Response:
+        await body_of(request)
+        return JSONResponse(catalog)
+
+    async def search_initiate(request: Request) -> Response:
+        body = await body_of(request)
+        wanted = body.get("datasets")
+        if not isinstance(wanted, list) or not wanted:
+            raise _BadRequest("INVALID-DATASETS", "'datasets' must be a non-empty list")
+        chosen = []
+        for item in wanted:
+            key = (item.get("provider"), item.get("dataset")) if isinstance(item, dict) else (None, None)
+            if key not in known:
+                raise _BadRequest("UNKNOWN-DATASET", f"unknown dataset {item!r}")
+            chosen.append(known[key])
+        if len(chosen) > 1 and any(d["requiresSeparateSearch"] for d in chosen):
+            raise _BadRequest("SEPARATE-SEARCH-REQUIRED", "some datasets must be searched separately")
+        extent = _geometry(body["extent"], "extent") if body.get("extent") is not None else shapely.geometry.box(
+            -180, -90, 180, 90)
+        side = min(d["maxMbrSide"] for d in chosen)
+        if _mbr_side_m(extent) > side:
+            raise _BadRequest("EXTENT-TOO-LARGE", f"search area must be smaller than {side / 1000:.0f} x "
+                              f"{side / 1000:.0f} km")
+        bounds = []
+        for field in ("startDatetime", "endDatetime"):
+            value = body.get(field)
+            try:
+                bounds.append(dt.datetime.strptime(value, TIME_FORMAT).strftime(TIME_FORMAT) if value else None)
+            except (TypeError, ValueError):
+                raise _BadRequest("INVALID-DATETIME", f"'{field}' must be 'YYYY-MM-DD HH:MM:SS'") from None
+        min_inter = float(body.get("minIntersection") or 0)
+        cursor = body.get("cursor") or 0
+        if not isinstance(cursor, int) or cursor < 0:
+            raise _BadRequest("INVALID-CURSOR", "'cursor' must be a non-negative integer")
+        keys = {(d["provider"], d["dataset"]) for d in chosen}
+        archive()
+        matches = []
+        for sc in cache["scenes"]:
+            if (sc["provider"], sc["dataset"]) not in keys:
+                continue
+            if (bounds[0] and sc["datetime"] < bounds[0]) or (bounds[1] and sc["datetime"] > bounds[1]):
+                continue
+            shape = cache["shapes"][sc["sceneId"]]
+            if not shape.intersects(extent):
+                continue
+            if min_inter > 0 and shape.intersection(extent).area / shape.area < min_inter:
+                continue
+            matches.append(_public(sc))
+        size = int(settings["page_size"])
+        page = matches[cursor:cursor + size]
+        nxt = cursor + size if cursor + size < len(matches) else None
+        return start_pipeline("search", request.url.path, {"results": page, "cursor": nxt})
+
+    async def get_metadata(request: Request) -> Response:
+        body = await body_of(request)
+        return JSONResponse(_public(scene(body.get("sceneId"))))
+
+    # ------------------------------------------------------------------ credits and Kraken
+    def scene_list(value: Any, field: str) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not value:
+            raise _BadRequest("INVALID-SCENE-IDS", f"'{field}' must be a non-empty list")
+        return [scene(s) for s in value]
+
+    def cost_lines(scenes: list[dict[str, Any]], area: BaseGeometry, factor: float) -> list[dict[str, Any]]:
+        lines = []
+        for sc in scenes:
+            km2 = _km2(cache["shapes"][sc["sceneId"]].intersection(area))
+            rate = rates[(sc["provider"], sc["dataset"])] * factor
+            lines.append({"cost": round(km2 * rate, 4), "costPerKm2": rate, "dataset": sc["dataset"],
+                          "km2": round(km2, 4), "provider": sc["provider"], "sceneId": sc["sceneId"]})
+        return lines
+
+    async def check_area(request: Request) -> Response:
+        body = await body_of(request)
+        scenes = scene_list(body.get("sceneIds"), "sceneIds")
+        area = _geometry(body.get("geojson"), "geojson")
+        if area.bounds[1] < -85 or area.bounds[3] > 85:
+            raise _BadRequest("INVALID-GEOJSON", "'geojson' must lie within -85 to 85 degrees of latitude")
+        lines = cost_lines(scenes, area, 1.0)
+        return JSONResponse({"cost": round(sum(x["cost"] for x in lines), 4),
+                             "km2": round(sum(x["km2"] for x in lines), 4)})
+
+    def map_types(value: Any) -> list[str]:
+        if not isinstance(value, list) or not value or any(m not in MAP_TYPES for m in value):
+            raise _BadRequest("INVALID-MAP-TYPES", f"'mapTypes' must be a non-empty list of {sorted(MAP_TYPES)}")
+        return value
+
+    async def dry_run_initiate(request: Request) -> Response:
+        body = await body_of(request)
+        extent = _geometry(body.get("extent"), "extent")
+        runs = body.get("dryRuns")
+        if not isinstance(runs, list) or not runs:
+            raise _BadRequest("INVALID-DRY-RUNS", "'dryRuns' must be a non-empty list")
+        lines: list[dict[str, Any]] = []
+        for run in runs:
+            factor = sum(MAP_TYPES[m][0] for m in map_types(run.get("mapTypes")))
+            for group in run.get("scenes") or []:
+                lines.extend(cost_lines(scene_list(group, "scenes"), extent, factor))
+        km2 = round(sum(x["km2"] for x in lines), 4)
+        result = {"allocatedCredits": round(sum(x["cost"] for x in lines), 4), "allocatedKm2": km2,
+                  "analyzedKm2": km2, "ingestedKm2": km2, "krakenKm2": km2, "scenes": lines}
+        return start_pipeline("dry-run", request.url.path, result)
+
+    async def release_initiate(request: Request) -> Response:
+        body = await body_of(request)
+        kinds = map_types(body.get("mapTypes"))
+        scenes = scene_list(body.get("sceneIds"), "sceneIds")
+        extent = _geometry(body.get("extent"), "extent")
+        covered = shapely.union_all([cache["shapes"][s["sceneId"]] for s in scenes]).intersection(extent)
+        if covered.is_empty:
+            raise _BadRequest("EXTENT-OUTSIDE-SCENES", "'extent' does not intersect the scenes' footprints")
+        gsd = min(b["gsd"] for s in scenes for b in s["bands"])
+        lat = (covered.bounds[1] + covered.bounds[3]) / 2
+        max_zoom = max(8, min(19, round(math.log2(156543.03 * math.cos(math.radians(lat)) / gsd))))
+        w, s, e, n = covered.bounds
+        for zoom in range(max_zoom, -1, -1):
+            (x0, y0), (x1, y1) = _tile(w, n, zoom), _tile(e, s, zoom)
+            if (x1 - x0 + 1) * (y1 - y0 + 1) <= settings["max_tiles"]:
+                break
+        tiles = [[zoom, x, y] for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)
+                 if shapely.geometry.box(*_tile_bounds(zoom, x, y)).intersects(covered)]
+        map_id = secrets.token_urlsafe(12)
+        files = sorted({f for k in kinds for f in MAP_TYPES[k][1]})
+        maps[map_id] = {"tiles": {tuple(t) for t in tiles}, "files": files, "mapTypes": kinds}
+        result = {"mapId": map_id, "maxZoom": max_zoom, "status": "succeeded", "subGeometryId": "-",
+                  "tiles": tiles}
+        return start_pipeline("release", request.url.path, result)
+
+    async def grid_file(request: Request) -> Response:
+        p = request.path_params
+        found = maps.get(p["map_id"])
+        z, x, y, name = p["zoom"], p["x"], p["y"], p["file_name"]
+        if found is None or (z, x, y) not in found["tiles"] or name not in found["files"]:
+            return _error(404, "GRID-FILE-NOT-FOUND", "no such map, tile or grid file")
+        w, s, e, n = _tile_bounds(z, x, y)
+        rng = state.rng(f"{p['map_id']}:{z}:{x}:{y}:{name}")
+        if name.endswith(".png"):
+            data, media = _png((rng.randrange(256), rng.randrange(256), rng.randrange(256))), "image/png"
+        elif name.endswith(".geojson"):
+            feats = [{"type": "Feature", "properties": {"class": rng.choice(found["mapTypes"]),
+                                                        "score": round(rng.random(), 3)},
+                      "geometry": {"type": "Point", "coordinates": [rng.uniform(w, e), rng.uniform(s, n)]}}
+                     for _ in range(rng.randint(0, 6))]
+            data, media = json.dumps({"type": "FeatureCollection", "features": feats}).encode(), "application/geo+json"
+        elif name.endswith(".json"):
+            data = json.dumps({"mapId": p["map_id"], "tile": [z, x, y], "bounds": [w, s, e, n]}).encode()
+            media = "application/json"
+        else:
+            data, media = rng.randbytes(4096), "application/octet-stream"
+        chunks = [data[i:i + 1024] for i in range(0, len(data), 1024)]
+        return StreamingResponse(chunked(state, chunks, request.url.path), media_type=media)
+
+    # ------------------------------------------------------------------ simulator admin
+    async def sim_config(request: Request) -> Response:
+        if request.method == "POST":
+            settings.update(await request.json())
+        return JSONResponse(settings)
+
+    async def sim_archive(request: Request) -> Response:
+        return JSONResponse([{**_public(sc), "region": sc["_region"]} for sc in archive()])
+
+    post = ["POST"]
+    routes = [
+        Route("/_sim/config", sim_config, methods=["GET", "POST"]),
+        Route("/_sim/archive", sim_archive),
+        Route("/auth0/oauth/ro", endpoint(auth0, public=True), methods=post),
+        Route("/tasking/get-status", endpoint(get_status), methods=post),
+        Route("/imagery/list-datasets", endpoint(list_datasets), methods=post),
+        Route("/imagery/search/initiate", endpoint(search_initiate), methods=post),
+        Route("/imagery/search/retrieve", endpoint(retrieve("search")), methods=post),
+        Route("/imagery/get-metadata", endpoint(get_metadata), methods=post),
+        Route("/credits/check-area", endpoint(check_area), methods=post),
+        Route("/kraken/dry-run/initiate", endpoint(dry_run_initiate), methods=post),
+        Route("/kraken/dry-run/retrieve", endpoint(retrieve("dry-run")), methods=post),
+        Route("/kraken/release/initiate", endpoint(release_initiate), methods=post),
+        Route("/kraken/release/retrieve", endpoint(retrieve("release")), methods=post),
+        Route("/kraken/grid/{map_id}/{geometry_id}/{zoom:int}/{x:int}/{y:int}/{file_name}",
+              endpoint(grid_file, public=True)),
+    ]
+    return create_simulator_app(state, routes)

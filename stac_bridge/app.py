@@ -1,0 +1,175 @@
+"""The STAC API at `/stac`: stac-fastapi with the federated client; every extension is wired here, once.
+
+`geofed.app` calls `extension(settings)` and mounts the returned routes before pygeoapi's, so this app
+shadows pygeoapi's own `/stac` routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import attr
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from stac_fastapi.api.app import StacApi
+from stac_fastapi.api.models import (
+    ItemCollectionUri,
+    create_get_request_model,
+    create_post_request_model,
+    create_request_model,
+)
+from stac_fastapi.extensions import (
+    CollectionSearchExtension,
+    FieldsExtension,
+    FreeTextExtension,
+    ItemCollectionFilterExtension,
+    OffsetPaginationExtension,
+    SearchFilterExtension,
+    SortExtension,
+    TokenPaginationExtension,
+)
+from stac_fastapi.extensions.fields.fields import FieldsConformanceClasses
+from stac_fastapi.extensions.free_text.free_text import FreeTextConformanceClasses
+from stac_fastapi.extensions.sort.sort import SortConformanceClasses
+from stac_fastapi.types.config import ApiSettings
+from stac_fastapi.types.extension import ApiExtension
+from stac_fastapi.types.search import APIRequest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from geofed import __version__, errors
+from geofed.settings import Settings
+from stac_bridge.core import FederatedClient, QueryablesClient, json_response
+from stac_bridge.federation import Federation
+from stac_bridge.links import Links
+from stac_bridge.registry import Registry, load_members
+from stac_bridge.token import TokenSigner, generated_secret
+
+LOGGER = logging.getLogger("geofed.stac")
+
+
+class FilterPostRequest(BaseModel):
+    """stac-fastapi's POST filter model accepts CQL2 JSON only; pystac-client also POSTs CQL2 text."""
+
+    filter_expr: dict[str, Any] | str | None = Field(None, alias="filter")
+    filter_crs: str | None = Field(None, alias="filter-crs")
+    filter_lang: Literal["cql2-json", "cql2-text"] | None = Field(None, alias="filter-lang")
+
+
+@attr.s
+class FederatedSearchFilterExtension(SearchFilterExtension):
+    POST: type[BaseModel] = FilterPostRequest
+
+
+@attr.s
+class StrictGetRequest(APIRequest):
+    strict: bool = attr.ib(default=False)
+
+
+class StrictPostRequest(BaseModel):
+    strict: bool = Field(False, description="true: any member failure fails the search (502)")
+
+
+@attr.s
+class FederationExtension(ApiExtension):
+    """geofed's `strict` search parameter (partial answers are the default)."""
+
+    GET: type[APIRequest] = StrictGetRequest
+    POST: type[BaseModel] = StrictPostRequest
+    conformance_classes: list[str] = attr.ib(factory=list)
+
+    def register(self, app: FastAPI) -> None:
+        pass
+
+
+def build_api(settings: Settings) -> StacApi:
+    links = Links(settings.public_url)
+    registry = Registry(load_members(settings), settings.federation_timeout, settings.cache_ttl)
+    secret = settings.pagination_secret.get_secret_value().encode() if settings.pagination_secret else None
+    # Without GEOFED_PAGINATION_SECRET the key is random per process: tokens then do not survive a restart
+    # and are refused by other replicas.
+    signer = TokenSigner(secret or generated_secret())
+    federation = Federation(registry, signer, settings.federation_sort_cap, settings.cache_ttl)
+    queryables = QueryablesClient(registry=registry, links=links)
+
+    search_extensions: list[ApiExtension] = [
+        FederatedSearchFilterExtension(client=queryables),
+        SortExtension(conformance_classes=[SortConformanceClasses.ITEM_SEARCH_SORT]),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
+        TokenPaginationExtension(),
+        FederationExtension(),
+    ]
+    items_extensions: list[ApiExtension] = [
+        ItemCollectionFilterExtension(client=queryables),
+        SortExtension(conformance_classes=[SortConformanceClasses.FEATURES_SORT]),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
+        TokenPaginationExtension(),
+        FederationExtension(),
+    ]
+    collection_search = CollectionSearchExtension.from_extensions([
+        FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
+        OffsetPaginationExtension(),
+    ])
+    api_settings = ApiSettings(
+        stac_fastapi_title="geofed STAC API", stac_fastapi_landing_id="geofed", stac_fastapi_version=__version__,
+        stac_fastapi_description="Federated STAC API over geofed's collections, Sentinel Hub and CarbonMapper",
+        openapi_url="/api", docs_url="/api.html",
+    )
+    client = FederatedClient(registry=registry, federation=federation, links=links,
+                             landing_page_id="geofed", title=api_settings.stac_fastapi_title,
+                             description=api_settings.stac_fastapi_description)
+    api = StacApi(
+        settings=api_settings,
+        client=client,
+        stac_version="1.1.0",
+        extensions=[*search_extensions, *items_extensions, collection_search],
+        search_get_request_model=create_get_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions),
+        items_get_request_model=create_request_model("ItemCollectionUri", base_model=ItemCollectionUri,
+                                                     extensions=items_extensions, request_type="GET"),
+        collections_get_request_model=collection_search.GET,
+        middlewares=[],  # the root app already has CORS, metrics and the error boundary
+    )
+    _add_error_handlers(api.app)
+    return api
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as STAC error JSON (`code`, `description`), naming the parameter or the upstream."""
+
+    async def geofed_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.GeofedError)
+        return json_response(exc.to_dict(), status_code=exc.status)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path")]
+        parameter = where[0] if where else "request"
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        return json_response({"code": "InvalidParameterValue", "description": f"'{parameter}': {message}",
+                              "parameter": parameter}, status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = "InvalidParameterValue" if exc.status_code == 400 else "NotFound" if exc.status_code == 404 else (
+            "Error")
+        return json_response({"code": code, "description": str(exc.detail)}, status_code=exc.status_code)
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        LOGGER.error("unhandled error on %s", request.url.path, exc_info=exc)
+        return json_response({"code": "InternalError", "description": "internal error; see the server log"},
+                             status_code=500)
+
+    app.add_exception_handler(errors.GeofedError, geofed_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+
+
+def extension(settings: Settings) -> dict[str, Any]:
+    api = build_api(settings)
+    return {"routes": [Mount("/stac", app=api.app)]}

@@ -1,0 +1,186 @@
+"""The upstream HTTP layer against real simulators with injected faults.
+
+Two levels: through a running geofed server (what a user sees: statuses and messages), and with the layer's
+public `UpstreamClient` talking real HTTP to a simulator (to count the upstream calls each behaviour causes).
+CarbonMapper sends `Retry-After` in seconds, Sentinel Hub in milliseconds; Sentinel Hub's OAuth2 token endpoint
+exercises the token refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from geofed import errors
+from geofed.http.auth import ClientCredentials
+from geofed.http.client import HttpPolicy, UpstreamClient
+from geofed.http.loop import run_sync
+from simulators import AUX_PATHS, DEMO_CREDENTIALS
+from tests.conftest import GeofedServer, Sims
+
+CM_PLUMES = "/api/v1/catalog/plumes/annotated"
+SH_COLLECTIONS = "/api/v1/catalog/1.0.0/collections"
+_names = itertools.count()
+
+
+def cm_client(sims: Sims, **policy: Any) -> UpstreamClient:
+    defaults: dict[str, Any] = {"backoff_initial": 0.05, "cache_ttl": 0}
+    return UpstreamClient(f"carbonmapper-t{next(_names)}", sims.url("carbonmapper"), title="CarbonMapper",
+                          policy=HttpPolicy(**{**defaults, **policy}))
+
+
+def sh_client(sims: Sims, **policy: Any) -> UpstreamClient:
+    creds = DEMO_CREDENTIALS["sentinelhub"]
+    auth = ClientCredentials(sims.url("sentinelhub") + AUX_PATHS["sentinelhub"]["token_url"],
+                             creds["client_id"], creds["client_secret"])
+    defaults: dict[str, Any] = {"backoff_initial": 0.05, "cache_ttl": 0, "retry_after_unit": "ms"}
+    return UpstreamClient(f"sentinelhub-t{next(_names)}", sims.url("sentinelhub"), title="Sentinel Hub",
+                          auth=auth, policy=HttpPolicy(**{**defaults, **policy}))
+
+
+def gaps(entries: list[dict[str, Any]]) -> list[float]:
+    times = [e["ts"] for e in entries]
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+# ----------------------------------------------------------------- retries
+def test_503_then_success_is_retried_transparently(sims: Sims) -> None:
+    sims.faults("carbonmapper", status=503, count=1, path=CM_PLUMES)
+    body = run_sync(cm_client(sims).get_json(CM_PLUMES, params={"limit": 1}))
+    assert body  # answered
+    calls = sims.log("carbonmapper", CM_PLUMES)
+    assert [c["status"] for c in calls] == [503, 200]
+
+
+def test_retry_after_in_seconds_is_honoured(sims: Sims) -> None:
+    sims.faults("carbonmapper", status=429, count=1, retry_after=1, retry_after_unit="s", path=CM_PLUMES)
+    run_sync(cm_client(sims).get_json(CM_PLUMES, params={"limit": 1}))
+    calls = sims.log("carbonmapper", CM_PLUMES)
+    assert [c["status"] for c in calls] == [429, 200]
+    assert gaps(calls)[0] >= 0.95  # waited the second the upstream asked for, not the 50 ms backoff
+
+
+def test_retry_after_in_milliseconds_is_honoured(sims: Sims) -> None:
+    sims.faults("sentinelhub", status=429, count=1, retry_after=600, retry_after_unit="ms", path=SH_COLLECTIONS)
+    run_sync(sh_client(sims).get_json(SH_COLLECTIONS))
+    calls = sims.log("sentinelhub", SH_COLLECTIONS)
+    assert [c["status"] for c in calls] == [429, 200]
+    # 600 ms, read as milliseconds: more than the backoff, far less than 600 seconds
+    assert 0.55 <= gaps(calls)[0] < 5
+
+
+def test_post_is_not_retried_unless_idempotent(sims: Sims) -> None:
+    sims.faults("carbonmapper", status=503, count=1, path="/api/v1/stac/search")
+    with pytest.raises(errors.UpstreamUnavailable):
+        run_sync(cm_client(sims).post_json("/api/v1/stac/search", {"limit": 1}))
+    assert len(sims.log("carbonmapper", "/api/v1/stac/search")) == 1
+
+
+def test_a_429_storm_becomes_a_clear_503(geofed: GeofedServer, sims: Sims) -> None:
+    sims.faults("carbonmapper", status=429, retry_after=0, path="/api/v1/catalog")
+    response = geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 3, "offset": 7})
+    assert response.status_code == 503
+    text = response.text
+    assert "CarbonMapper" in text and "429" in text and "Traceback" not in text
+    assert len(sims.log("carbonmapper", "/api/v1/catalog")) >= 2  # retried before giving up
+
+
+def test_upstream_errors_map_to_502_and_504(geofed: GeofedServer, sims: Sims) -> None:
+    sims.faults("carbonmapper", status=500, path="/api/v1/catalog")
+    bad = geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 4, "offset": 11})
+    assert bad.status_code == 502 and "CarbonMapper" in bad.text
+    sims.faults("carbonmapper", malformed=True, path="/api/v1/catalog")
+    garbled = geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 4, "offset": 12})
+    assert garbled.status_code == 502 and "CarbonMapper" in garbled.text
+    sims.clear("carbonmapper")  # a success closes the breaker again for the tests that follow
+    assert geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 1}).status_code == 200
+
+
+# ----------------------------------------------------------------- auth
+def test_expired_token_is_refreshed_once(sims: Sims) -> None:
+    client = sh_client(sims)
+    run_sync(client.get_json(SH_COLLECTIONS))
+    token_path = AUX_PATHS["sentinelhub"]["token_url"]
+    assert len(sims.log("sentinelhub", token_path)) == 1
+    sims.expire_tokens("sentinelhub")
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(*[client.get_json(SH_COLLECTIONS, coalesce=False) for _ in range(10)])
+
+    assert len(run_sync(burst())) == 10
+    assert len(sims.log("sentinelhub", token_path)) == 2  # one refresh for ten callers who all saw 401
+
+
+def test_token_reused_not_fetched_per_request(sims: Sims) -> None:
+    client = sh_client(sims)
+    for _ in range(20):
+        run_sync(client.get_json(SH_COLLECTIONS, coalesce=False))
+    assert len(sims.log("sentinelhub", AUX_PATHS["sentinelhub"]["token_url"])) == 1
+
+
+def test_refused_credentials_never_leak_the_secret(sims: Sims) -> None:
+    auth = ClientCredentials(sims.url("sentinelhub") + AUX_PATHS["sentinelhub"]["token_url"],
+                             "geofed-demo", "not-the-secret-xyz")
+    client = UpstreamClient("sentinelhub-badcreds", sims.url("sentinelhub"), title="Sentinel Hub", auth=auth)
+    with pytest.raises(errors.UpstreamAuthError) as caught:
+        run_sync(client.get_json(SH_COLLECTIONS))
+    assert "Sentinel Hub" in caught.value.message
+    assert "not-the-secret-xyz" not in caught.value.message
+
+
+# ----------------------------------------------------------------- breaker, coalescing, cache
+def test_circuit_opens_fails_fast_and_recovers(sims: Sims) -> None:
+    client = cm_client(sims, breaker_failures=3, breaker_reset=1.0, attempts=1)
+    sims.faults("carbonmapper", status=500, path=CM_PLUMES)
+    for _ in range(3):
+        with pytest.raises(errors.UpstreamError):
+            run_sync(client.get_json(CM_PLUMES, params={"limit": 1}))
+    with pytest.raises(errors.UpstreamUnavailable) as fast:
+        run_sync(client.get_json(CM_PLUMES, params={"limit": 1}))
+    assert "circuit" in fast.value.message
+    assert len(sims.log("carbonmapper", CM_PLUMES)) == 3  # the fast failure sent nothing upstream
+    sims.clear("carbonmapper")
+    import time
+
+    time.sleep(1.1)
+    assert run_sync(client.get_json(CM_PLUMES, params={"limit": 1}))
+    assert client.breaker.state == "closed"
+
+
+def test_identical_concurrent_requests_are_coalesced(sims: Sims) -> None:
+    client = cm_client(sims)
+    sims.faults("carbonmapper", latency_ms=300, path=CM_PLUMES)
+
+    async def twenty() -> list[Any]:
+        return await asyncio.gather(*[client.get_json(CM_PLUMES, params={"limit": 2}) for _ in range(20)])
+
+    answers = run_sync(twenty())
+    assert len(answers) == 20 and all(a == answers[0] for a in answers)
+    assert len(sims.log("carbonmapper", CM_PLUMES)) == 1
+
+
+def test_identical_concurrent_requests_through_geofed_cause_one_upstream_call(
+    geofed: GeofedServer, sims: Sims
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sims.faults("carbonmapper", latency_ms=400, path="/api/v1/catalog/plumes")
+    params = {"f": "json", "limit": 5, "offset": 31}
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: geofed.get("/collections/carbonmapper-plumes/items", params=params),
+                                range(20)))
+    assert all(r.status_code == 200 for r in results)
+    ids = {tuple(f["id"] for f in r.json()["features"]) for r in results}
+    assert len(ids) == 1
+    assert len(sims.log("carbonmapper", "/api/v1/catalog/plumes")) == 1
+
+
+def test_read_cache_serves_repeated_reads(sims: Sims) -> None:
+    client = cm_client(sims, cache_ttl=30)
+    first = run_sync(client.get_json(CM_PLUMES, params={"limit": 3}, cache=True))
+    second = run_sync(client.get_json(CM_PLUMES, params={"limit": 3}, cache=True))
+    assert first == second
+    assert len(sims.log("carbonmapper", CM_PLUMES)) == 1
