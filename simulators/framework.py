@@ -244,6 +244,15 @@ def _admin_routes(state: SimulatorState) -> list[BaseRoute]:
     ]
 
 
+def service_root(request: Request) -> str:
+    """The simulator's service root with a trailing slash, mount path included.
+
+    Starlette 1.x's `request.base_url` is the *top-level* app's root: it drops the `/<upstream>` mount under
+    which `simulators.build_root_app` serves each simulator, so links must be built from this instead.
+    """
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}/"
+
+
 def create_simulator_app(state: SimulatorState, routes: Iterable[BaseRoute]) -> Starlette:
     """The ASGI app of one simulator: its contract routes plus `/_sim/*`, wrapped in faults and logging."""
     app = Starlette(routes=[*_admin_routes(state), *routes])

@@ -37,6 +37,14 @@ def point_inputs(name: str, **extra: Any) -> dict[str, Any]:
                        {"latitude": 44.0646, "longitude": -71.2881, "id": "US-Bar"}], **extra}
 
 
+@pytest.fixture(autouse=True)
+def quick_tasks(sims: Any) -> Any:
+    """Simulated tasks take 1.5 s of processing here (tests that need longer set their own)."""
+    sims.post("appeears", "/_sim/config", json={"task_seconds": 1.5, "pending_seconds": 0.3}).raise_for_status()
+    yield
+    sims.http.delete(f"{sims.url('appeears')}/_sim/config").raise_for_status()
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -113,12 +121,9 @@ def test_process_is_described_as_async_only(geofed: Any) -> None:
 def test_area_task_runs_to_successful_and_every_file_verifies(geofed: Any, sims: Any) -> None:
     # a slower task, so the poller sees it processing
     sims.post("appeears", "/_sim/config", json={"task_seconds": 6}).raise_for_status()
-    try:
-        name = unique("area")
-        job_id = execute(geofed, area_inputs(name))
-        final, seen = wait_for(geofed, job_id)
-    finally:
-        sims.http.delete(f"{sims.url('appeears')}/_sim/config").raise_for_status()
+    name = unique("area")
+    job_id = execute(geofed, area_inputs(name))
+    final, seen = wait_for(geofed, job_id)
     assert final["status"] == "successful", final
     statuses = [s["status"] for s in seen]
     assert statuses == sorted(statuses, key=["accepted", "running", "successful"].index), statuses
@@ -205,13 +210,10 @@ def test_token_expiry_during_polling_logs_in_again_transparently(geofed: Any, si
 
 def test_dismiss_deletes_the_upstream_task(geofed: Any, sims: Any) -> None:
     sims.post("appeears", "/_sim/config", json={"task_seconds": 60}).raise_for_status()
-    try:
-        name = unique("dismiss")
-        job_id = execute(geofed, area_inputs(name))
-        task_id = sim_task(sims, name)["task_id"]
-        response = geofed.delete(f"/jobs/{job_id}")
-    finally:
-        sims.http.delete(f"{sims.url('appeears')}/_sim/config").raise_for_status()
+    name = unique("dismiss")
+    job_id = execute(geofed, area_inputs(name))
+    task_id = sim_task(sims, name)["task_id"]
+    response = geofed.delete(f"/jobs/{job_id}")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "dismissed"
     deletes = sims.log("appeears", f"/task/{task_id}", method="DELETE")
@@ -258,10 +260,7 @@ def test_downloads_follow_a_redirect_to_storage(geofed: Any, sims: Any) -> None:
     job_id = execute(geofed, point_inputs(name))
     assert wait_for(geofed, job_id)[0]["status"] == "successful"
     sims.post("appeears", "/_sim/config", json={"download_redirect": True}).raise_for_status()
-    try:
-        check_results(geofed, sims, job_id, name)
-    finally:
-        sims.http.delete(f"{sims.url('appeears')}/_sim/config").raise_for_status()
+    check_results(geofed, sims, job_id, name)
     hops = [e["status"] for e in sims.log("appeears", "/bundle/") if e["path"].count("/") == 3]
     assert 302 in hops and 200 in hops
 

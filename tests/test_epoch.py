@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import shapely.geometry
 from owslib.ogcapi.processes import Processes
+from pystac_client import Client
+from referencing import Registry, Resource
 
 from simulators import DEMO_CREDENTIALS
 
@@ -22,6 +26,8 @@ EXECUTE = "/processes/epoch-aggregate-emissions/execution"
 UPSTREAM = "/fetch_biomass_emissions"
 AUTH = {"Authorization": f"Bearer {DEMO_CREDENTIALS['epoch']['token']}"}
 ANNUAL = ("annual_agb", "annual_bgb", "annual_soc", "annual_lc")
+SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "schemas"  # offline copies (see its README)
+ITEM_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
 
 
 def raw_upstream(sims: Any, **params: str) -> bytes:
@@ -168,6 +174,43 @@ def test_annual_fields_arrive_as_objects_whichever_form(geofed: Any, sims: Any, 
         for name in ANNUAL:
             value = plot["properties"][name]
             assert feature["properties"][name] == (json.loads(value) if isinstance(value, str) else value)
+
+
+def test_stac_face_serves_the_same_plots_as_valid_items(geofed: Any, sims: Any) -> None:
+    truth = upstream(sims, filename="cocoa-gha-2024")
+    box = (-1.75, 6.55, -1.5, 6.8)
+    area = shapely.geometry.box(*box)
+    expected = {p["properties"]["uuid"] for p in truth if p["properties"]["monitoring_start"] < "2020"
+                and area.intersects(shapely.geometry.shape(p["geometry"]))}
+    assert 10 < len(expected) < 400
+    search = Client.open(f"{geofed.url}/stac/", timeout=120).search(
+        collections=["epoch-plots"], bbox=list(box), datetime="2018-01-01T00:00:00Z/2019-12-31T23:59:59Z",
+        max_items=500, limit=50)
+    found = list(search.items_as_dicts())
+    assert {i["id"] for i in found} == expected
+
+    if not SCHEMAS.exists():
+        pytest.skip(f"offline STAC schemas not found at {SCHEMAS}")
+    hosts = {"https://schemas.stacspec.org/": SCHEMAS / "stac",
+             "https://geojson.org/schema/": SCHEMAS / "stac" / "geojson.org" / "schema"}
+
+    def retrieve(uri: str) -> Resource:
+        prefix = next(p for p in hosts if uri.startswith(p))
+        return Resource.from_contents(json.loads((hosts[prefix] / uri[len(prefix):]).read_text()))
+
+    registry = Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    validator = jsonschema.Draft7Validator(registry.get_or_retrieve(ITEM_SCHEMA).value.contents, registry=registry)
+    by_id = {p["properties"]["uuid"]: p for p in truth}
+    for item in found[:5]:
+        validator.validate(item)
+        plot = by_id[item["id"]]
+        props = item["properties"]
+        assert item["collection"] == "epoch-plots" and item["geometry"] == plot["geometry"]
+        assert props["datetime"] is None
+        assert when(props["start_datetime"].replace("Z", "+00:00")) == when(plot["properties"]["monitoring_start"])
+        assert when(props["end_datetime"].replace("Z", "+00:00")) == when(plot["properties"]["monitoring_end"])
+        assert props["luc_tco2eyear"] == plot["properties"]["luc_tco2eyear"]
+        assert props["annual_agb"] == plot["properties"]["annual_agb"]
 
 
 # ----------------------------------------------------------------- broken streams and upstream errors

@@ -91,7 +91,7 @@ def test_feature_properties_come_from_the_scene(geofed: Any, sims: Any) -> None:
     assert props["view:sun_elevation"] == scene["sunElevation"]
     assert props["view:azimuth"] == scene["satelliteAzimuth"]
     assert props["proj:code"] == f"EPSG:{scene['crsEpsg']}"
-    assert [b["gsd"] for b in props["bands"]] == [b["gsd"] for b in scene["bands"]]
+    assert [b["gsd"] for b in props["spaceknow:bands"]] == [b["gsd"] for b in scene["bands"]]
     assert shapely.geometry.shape(feature["geometry"]).equals(shapely.geometry.shape(scene["footprint"]))
     dates = [f["properties"]["datetime"] for f in body["features"]]
     assert dates == sorted(dates, reverse=True)  # newest first

@@ -43,7 +43,11 @@ class UpstreamFeatureProvider(BaseProvider):
     def __init__(self, provider_def: dict[str, Any]) -> None:
         super().__init__(provider_def)
         self.source: FeatureSource = self.source_class(**(provider_def.get("options") or {}))
-        self._fields = self.source.fields()
+        # pygeoapi's queryables read allowed values from `values`; sources describe them as JSON Schema `enum`
+        self._fields = {
+            name: {**schema, "values": schema["enum"]} if "enum" in schema and "values" not in schema else schema
+            for name, schema in self.source.fields().items()
+        }
         self.id_field = "id"
         self.time_field = provider_def.get("time_field")
 

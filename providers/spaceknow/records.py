@@ -17,9 +17,9 @@ UPSTREAM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # SpaceKnow datetimes: UTC, no `T`/`
 STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/view/v1.1.0/schema.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
 ]
-# eo v2 common band names that SpaceKnow band `names` use
+# eo common band names that SpaceKnow band `names` use. Bands go to `spaceknow:bands`: STAC 1.1 core (and eo) allow
+# `bands` / `eo:bands` in item properties only when an asset carries bands, and a search result has no assets.
 COMMON_NAMES = {"coastal", "blue", "green", "red", "rededge", "yellow", "pan", "nir", "nir08", "nir09", "cirrus",
                 "swir16", "swir22", "lwir", "lwir11", "lwir12"}
 
@@ -42,11 +42,9 @@ def _band(band: dict[str, Any]) -> dict[str, Any]:
     common = next((n for n in names if n in COMMON_NAMES), None)
     out: dict[str, Any] = {"name": common or (names[0] if names else "band")}
     if common:
-        out["eo:common_name"] = common
+        out["common_name"] = common
     if band.get("gsd") is not None:
         out["gsd"] = band["gsd"]
-    if band.get("bitDepth") in (8, 16, 32):
-        out["data_type"] = f"uint{band['bitDepth']}"
     return out
 
 
@@ -65,7 +63,7 @@ def properties(scene: dict[str, Any]) -> dict[str, Any]:
         "view:sun_azimuth": scene.get("sunAzimuth"),
         "view:sun_elevation": scene.get("sunElevation"),
         "proj:code": f"EPSG:{scene['crsEpsg']}" if scene.get("crsEpsg") else None,
-        "bands": [_band(b) for b in bands],
+        "spaceknow:bands": [_band(b) for b in bands],
         "spaceknow:foreign_id": scene.get("foreignId"),
         "spaceknow:downloadable": scene.get("downloadable"),
     }

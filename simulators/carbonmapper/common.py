@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from simulators.carbonmapper.data import iso
-from simulators.framework import SimulatorState
+from simulators.framework import SimulatorState, service_root
 
 
 class Invalid(Exception):
@@ -135,12 +135,6 @@ def point_in(bbox: list[float], lon: float, lat: float) -> bool:
 
 # ----------------------------------------------------------------- rendering
 ASSET_FIELDS = ("plume_png", "plume_rgb_png", "plume_tif", "con_tif", "rgb_png")
-
-
-def service_root(request: Request) -> str:
-    """The simulator's service root with a trailing slash, mount path included. (Starlette 1.x's
-    `request.base_url` is the *top-level* app's root, so it drops the `/carbonmapper` mount.)"""
-    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}/"
 
 
 def asset_url(request: Request, key: str) -> str:

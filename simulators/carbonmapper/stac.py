@@ -31,10 +31,9 @@ from simulators.carbonmapper.common import (
     in_interval,
     interval,
     not_found,
-    service_root,
 )
 from simulators.carbonmapper.data import INSTRUMENT_INFO, Catalog, iso
-from simulators.framework import SimulatorState
+from simulators.framework import SimulatorState, service_root
 
 ROOT = "api/v1/stac"
 COLLECTIONS: dict[str, dict[str, Any]] = {

@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulators.framework import SimulatorState, create_simulator_app
+from simulators.framework import SimulatorState, create_simulator_app, service_root
 from simulators.sentinelhub.data import (
     COLLECTIONS,
     CONFORMANCE,
@@ -179,7 +179,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
                              "scope": "email profile"})
 
     def root_url(request: Request) -> str:
-        return str(request.base_url).rstrip("/") + CATALOG
+        return service_root(request).rstrip("/") + CATALOG
 
     def collection_doc(request: Request, cid: str) -> dict[str, Any]:
         base = f"{root_url(request)}/collections/{cid}"
