@@ -96,8 +96,10 @@ def test_collection_search_finds_products_and_item_search_is_empty(geofed: Any, 
 
 
 # ----------------------------------------------------------------- catalog revalidation
-def test_catalog_reads_revalidate_with_etags(start_geofed: Any, sims: Any) -> None:
-    server = start_geofed(GEOFED_CACHE_TTL="0")
+def test_catalog_reads_revalidate_and_refused_credentials_are_a_502(start_geofed: Any, sims: Any) -> None:
+    # one server for two checks (servers are slow to start): no read cache, and a wrong AppEEARS password
+    wrong = "not-the-password-4711"
+    server = start_geofed(GEOFED_CACHE_TTL="0", GEOFED_APPEEARS_PASSWORD=wrong)
     body = {"inputs": {"task_type": "point", "start_date": "2020-01-01", "end_date": "2020-01-02",
                        "layers": [{"product": "MOD13Q1.061", "layer": "NDVI_500m"}],
                        "points": [{"latitude": 10, "longitude": 10}]}}
@@ -109,6 +111,14 @@ def test_catalog_reads_revalidate_with_etags(start_geofed: Any, sims: Any) -> No
     list_reads = [e["status"] for e in sims.log("appeears", "/product") if e["path"] == "/product"]
     assert product_reads == [200, 304]
     assert list_reads == [200, 304]
+    # the catalog is public; submitting needs a login, which AppEEARS refuses
+    body["inputs"]["layers"] = [{"product": "MOD13Q1.061", "layer": "250m_16_days_NDVI"}]
+    response = server.post("/processes/appeears-extract/execution", json=body, headers={"Prefer": "respond-async"})
+    assert response.status_code == 502, response.text
+    assert "AppEEARS" in response.json()["description"] and wrong not in response.text
+    assert [e["status"] for e in sims.log("appeears", "/login")] == [401]
+    assert sims.log("appeears", "/task") == []
+    assert wrong not in server.log_text()
 
 
 # ----------------------------------------------------------------- the simulator's contract

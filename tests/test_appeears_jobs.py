@@ -120,7 +120,7 @@ def test_process_is_described_as_async_only(geofed: Any) -> None:
 
 def test_area_task_runs_to_successful_and_every_file_verifies(geofed: Any, sims: Any) -> None:
     # a slower task, so the poller sees it processing
-    sims.post("appeears", "/_sim/config", json={"task_seconds": 6}).raise_for_status()
+    sims.post("appeears", "/_sim/config", json={"task_seconds": 4}).raise_for_status()
     name = unique("area")
     job_id = execute(geofed, area_inputs(name))
     final, seen = wait_for(geofed, job_id)

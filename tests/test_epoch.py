@@ -15,6 +15,7 @@ import httpx
 import jsonschema
 import pytest
 import shapely.geometry
+from owslib.ogcapi.features import Features
 from owslib.ogcapi.processes import Processes
 from pystac_client import Client
 from referencing import Registry, Resource
@@ -137,6 +138,17 @@ def test_sequential_pages_reuse_one_upstream_stream(geofed: Any, sims: Any) -> N
     calls = sims.log("epoch", UPSTREAM)
     assert len(calls) == 1, [c["query"] for c in calls]  # page 12 continued the stream page 1 opened
     assert "limit=" in calls[0]["query"]
+
+
+def test_a_slowly_dripping_stream_still_gives_exact_pages(geofed: Any, sims: Any) -> None:
+    truth = ids(upstream(sims, collection_id="cocoa-gha-2024", facility_id="lbc-ashanti-02", limit="30"))
+    sims.faults("epoch", drip_ms=15, path=UPSTREAM)  # 8 KB chunks (≈ 5 plots, lines split) every 15 ms
+    features = Features(geofed.url, timeout=60)
+    first = features.collection_items("epoch-plots", collection_id="cocoa-gha-2024", facility_id="lbc-ashanti-02",
+                                      datetime="2017-06-01T00:00:00Z/..", limit=12)
+    second = features.collection_items("epoch-plots", collection_id="cocoa-gha-2024", facility_id="lbc-ashanti-02",
+                                       datetime="2017-06-01T00:00:00Z/..", limit=12, offset=12)
+    assert [f["id"] for f in first["features"] + second["features"]] == truth[:24]
 
 
 def test_get_one_plot_and_unknown_id(geofed: Any, sims: Any) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ import shapely.geometry
 import yaml
 from pystac_client import Client
 from referencing import Registry, Resource
+
+from simulators import DEMO_CREDENTIALS
 
 COLLECTION = "spaceknow-scenes"
 ITEMS = f"/collections/{COLLECTION}/items"
@@ -141,6 +145,25 @@ def test_no_bbox_answers_from_the_default_areas(geofed: Any, sims: Any) -> None:
     assert {f["id"] for f in response.json()["features"]} == expected
 
 
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL ogrinfo (Debian gdal-bin) not installed")
+def test_ogrinfo_reads_the_whole_layer_and_a_wide_bbox(geofed: Any, sims: Any) -> None:
+    options = yaml.safe_load(CONFIG.read_text())[COLLECTION]["providers"][0]["options"]
+    datasets = {(d["provider"], d["dataset"]) for d in options["datasets"]}
+    areas = [shapely.geometry.box(*a["bbox"]) for a in options["default_areas"]]
+
+    def count(*spat: float) -> int:
+        args = ["-spat", *map(str, spat)] if spat else []
+        out = subprocess.run(["timeout", "120", "ogrinfo", "-ro", "-so", *args, f"OAPIF:{geofed.url}", COLLECTION],
+                             capture_output=True, text=True, check=True).stdout
+        return int(out.split("Feature Count:")[1].split()[0])
+
+    whole = {s["sceneId"] for s in archive(sims) if (s["provider"], s["dataset"]) in datasets
+             and any(shapely.geometry.shape(s["footprint"]).intersects(a) for a in areas)}
+    assert count() == len(whole) > 0
+    wide = (-109.4, 31.1, -100.1, 32.9)
+    assert count(*wide) == len(truth(sims, wide, lambda s: (s["provider"], s["dataset"]) in datasets)) > 0
+
+
 def test_unknown_dataset_is_a_400(geofed: Any, sims: Any) -> None:
     response = items(geofed, bbox="-104,31,-103,32", dataset="NoSuchDataset")
     assert response.status_code == 400, response.text
@@ -168,6 +191,7 @@ def test_expired_token_is_renewed(geofed: Any, sims: Any) -> None:
     response = items(geofed, bbox="18.9,49.8,19.5,50.1", provider="ab")
     assert response.status_code == 200, response.text
     assert len(sims.log("spaceknow", "/auth0/oauth/ro")) == 1
+    assert DEMO_CREDENTIALS["spaceknow"]["password"] not in geofed.log_text()
 
 
 def test_missing_scene_is_a_404(geofed: Any) -> None:

@@ -65,22 +65,41 @@ def offline_validator() -> Any:
     pystac.validation.set_validator(JsonSchemaSTACValidator())
 
 
+@pytest.fixture(scope="module", autouse=True)
+def quick_pipelines(sims: Any) -> Any:
+    """SpaceKnow pipelines that resolve without waiting (as in test_spaceknow_scenes)."""
+    before = sims.get("spaceknow", "/_sim/config").json()
+    sims.post("spaceknow", "/_sim/config", json={"next_try": 0, "polls": 2}).raise_for_status()
+    yield
+    sims.post("spaceknow", "/_sim/config", json=before).raise_for_status()
+
+
 def test_every_collection_and_items_of_each_validate(geofed: Any) -> None:
     client = Client.open(f"{geofed.url}/stac/", timeout=120)
+    invalid: list[str] = []
     checked_items = 0
     for collection in client.get_collections():
-        collection.validate()
+        try:
+            collection.validate()
+        except pystac.STACValidationError as exc:
+            invalid.append(str(exc).split("\n")[0] + " — " + str(exc).split("\n")[1])
+        if collection.id.startswith("appeears:"):
+            continue  # metadata-only collections: no items
         response = geofed.get(f"/stac/collections/{collection.id}/items", params={"limit": 3})
         if response.status_code != 200:  # a member too broad to sort without a filter answers 400: say so
             assert response.status_code == 400 and "narrow" in response.json()["description"], response.text
             continue
         for feature in response.json()["features"]:
-            pystac.Item.from_dict(feature).validate()
+            try:
+                pystac.Item.from_dict(feature).validate()
+            except pystac.STACValidationError as exc:
+                invalid.append(str(exc).split("\n")[0])
             checked_items += 1
-    assert checked_items > 0
     if OfflineValidator.unmirrored:
         warnings.warn(f"extension schemas not in the offline mirror: {sorted(OfflineValidator.unmirrored)}",
                       stacklevel=1)
+    assert not invalid, "\n".join(invalid)
+    assert checked_items > 0
 
 
 VALIDATOR_RUNNER = textwrap.dedent("""

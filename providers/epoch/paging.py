@@ -8,9 +8,9 @@ the stream and skips forward (skipped lines are split, never parsed).
 Cost, per cached query: one open upstream connection (parked: TCP back-pressure stops the upstream from sending
 more) and the raw lines of the last page served plus one (≤ limit + 1 lines, ≈ 1.7 KB each). At most
 `size` queries are cached (least recently used first out), each for `ttl` idle seconds; an evicted or expired
-query only costs a re-read from its first plot. The upstream `limit` of a stream starts at twice what the page
-needs (or `min_limit`) and doubles when paging reaches it, so reading deep pages costs at most ~3× the plots
-read, while a first page never asks Epoch for more than it needs.
+query only costs a re-read from its first plot. A query's first stream asks Epoch for twice what its page needs
+(at least `min_limit`); paging past that re-opens it once asking for up to `max_scan` plots, so a first page
+never makes Epoch prepare more than it needs and walking every page reads each plot at most about twice.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Cursor:
         self.matched = 0  # lines that passed `keep`
         self.window: deque[tuple[int, bytes]] = deque()  # contiguous matches ending at index matched - 1
         self.total: int | None = None
+        self.ended = False  # the upstream has no more lines for this query
         self.opened_now = False
 
     async def close(self) -> None:
@@ -100,16 +101,16 @@ class Cursor:
 
     async def _next_line(self) -> bytes | None:
         while True:
-            if self.stream is None:
+            if self.stream is None and not self.ended:
                 await self._open()
-            assert self.stream is not None
+            if self.stream is None:
+                return None
             try:
                 line = await anext(self.stream)
             except StopAsyncIteration:
                 self.stream = None
-                if self.read < self.upstream_limit:
-                    return None  # the upstream had no more
-                continue  # the stream stopped at its limit: re-open with a larger one
+                self.ended = self.read < self.upstream_limit  # else it stopped at its limit: re-open, larger
+                continue
             except BaseException:
                 self.stream = None
                 raise
@@ -124,7 +125,9 @@ class Cursor:
                 "collection_id, facility_id or another property) or page less deep",
                 parameter="offset",
             )
-        wanted = max(self.min_limit, 2 * (self.read + 1), 2 * self.upstream_limit)
+        # First stream: what the page needs (twice, or `min_limit`). Paging past it means the client is walking
+        # the query: the second stream asks for everything (`max_scan`), so nothing is re-read a third time.
+        wanted = self.max_scan if self.upstream_limit else max(self.min_limit, 2 * (self.read + 1))
         self.upstream_limit = min(self.max_scan, wanted)
         self.stream = self.opener(self.upstream_limit)
         self.opened_now = True
@@ -132,8 +135,7 @@ class Cursor:
             try:
                 await anext(self.stream)
             except StopAsyncIteration:  # fewer plots than before: the upstream's data changed under us
-                self.stream = None
-                self.upstream_limit = self.read  # nothing more to read
+                self.stream, self.ended = None, True
                 return
 
 

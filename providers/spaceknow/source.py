@@ -74,7 +74,14 @@ class SceneSource:
         self.max_windows = int(max_windows)
         # windows are drawn a little smaller than the upstream limit: it measures extents its own way
         self.window_fill = float(window_fill)
-        self.client = SpaceKnowClient()
+        self._client: SpaceKnowClient | None = None
+
+    @property
+    def client(self) -> SpaceKnowClient:
+        """Built on first use, so a misconfigured upstream fails the request (502), not the collection's setup."""
+        if self._client is None:
+            self._client = SpaceKnowClient()
+        return self._client
 
     # ------------------------------------------------------------------ FeatureSource
     def fields(self) -> dict[str, dict[str, Any]]:

@@ -18,20 +18,15 @@ Where the doc is silent this simulator makes one choice, marked CHOICE below and
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import math
 import os
 import secrets
-import struct
-import time
-import zlib
 from typing import Any
 
+import shapely
 import shapely.geometry
-from pyproj import Geod
-from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,10 +34,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from simulators.framework import SimulatorState, chunked, create_simulator_app, require_bearer
-
-AUTH0_CLIENT_ID = "hmWJcfhRouDOaJK2L8asREMlMrv3jFE1"  # the fixed value the doc prints
-GEOD = Geod(ellps="WGS84")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+from simulators.spaceknow.archive import (
+    ALNUM,
+    AUTH0_CLIENT_ID,
+    DATASETS,
+    MAP_TYPES,
+    TIME_FORMAT,
+    datasets_catalog,
+    generate_archive,
+    jwt,
+    km2,
+    mbr_side_m,
+    png,
+    public,
+    tile,
+    tile_bounds,
+)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "next_try": 1,  # CHOICE: seconds; the doc's sample is 14
@@ -53,43 +60,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "fail_path": "",
     "max_tiles": 12,  # tiles per released map
 }
-
-REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "permian-basin": (-104.5, 30.8, -101.5, 33.2),
-    "turkmenistan-west": (53.0, 38.2, 56.0, 40.2),
-    "four-corners": (-109.2, 36.0, -107.2, 37.5),
-    "upper-silesia": (18.2, 49.7, 19.6, 50.5),
-    "hassi-messaoud": (5.5, 31.2, 6.8, 32.2),
-}
-
-# provider, dataset, name, type, attribution, satellites, bands (names, gsd), footprint km (w, h),
-# scenes per region, credits per km², separate search (global), off-nadir range
-_DATASETS: list[tuple[Any, ...]] = [
-    ("pl", "PSScene", "PlanetScope Scene", "optical", "Planet", ["PSB.SD", "PS2.SD"],
-     [("blue", 3.0), ("green", 3.0), ("red", 3.0), ("nir", 3.0)], (24, 11), 40, 0.02, False, (0, 5)),
-    ("pl", "SkySatCollect", "SkySat Collect", "optical", "Planet", ["SS01", "SS07", "SS12"],
-     [("pan", 0.5), ("blue", 0.5), ("green", 0.5), ("red", 0.5), ("nir", 0.5)], (6, 20), 12, 0.45, False, (5, 30)),
-    ("ab", "pleiades", "Pleiades", "optical", "Airbus", ["PHR1A", "PHR1B"],
-     [("red", 0.5), ("green", 0.5), ("blue", 0.5), ("nir", 2.0)], (20, 20), 15, 0.35, False, (0, 30)),
-    ("ab", "spot", "SPOT 6/7", "optical", "Airbus", ["SPOT6", "SPOT7"],
-     [("red", 1.5), ("green", 1.5), ("blue", 1.5), ("nir", 6.0)], (60, 60), 10, 0.06, False, (0, 25)),
-    ("ee", "COPERNICUS/S2_HARMONIZED", "Copernicus Sentinel-2 Harmonized", "optical", "Copernicus",
-     ["Sentinel-2A", "Sentinel-2B"], [("B2", 10.0), ("B3", 10.0), ("B4", 10.0), ("B8", 10.0), ("B11", 20.0)],
-     (110, 110), 30, 0.001, False, (0, 6)),
-    ("ee", "COPERNICUS/S1_GRD", "Copernicus Sentinel-1 GRD", "sar-grd", "Copernicus", ["Sentinel-1A"],
-     [("VV", 10.0), ("VH", 10.0)], (250, 170), 20, 0.001, False, (29, 46)),
-    ("ee", "COPERNICUS/S5P/OFFL/L3_CH4", "Sentinel-5P CH4 (offline L3)", "optical", "Copernicus", ["Sentinel-5P"],
-     [("CH4_column_volume_mixing_ratio_dry_air", 7000.0)], (2600, 2600), 25, 0.0001, True, (0, 0)),
-]
-MAP_TYPES: dict[str, tuple[float, list[str]]] = {  # credit multiplier, grid files
-    "imagery": (1.0, ["truecolor.png", "imagery.ski"]),
-    "aircraft": (2.0, ["detections.geojson", "segmentation.png", "metadata.json"]),
-    "ships": (2.0, ["detections.geojson", "segmentation.png", "metadata.json"]),
-    "change": (3.0, ["change.png", "metadata.json"]),
-    "wrunc": (1.5, ["wrunc.png", "metadata.json"]),
-}
-_URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-_ALNUM = _URLSAFE[:62]
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -102,80 +72,6 @@ class _BadRequest(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def _datasets_catalog() -> list[dict[str, Any]]:
-    out = []
-    for prov, name, title, kind, attribution, _sats, bands, _size, _n, _rate, separate, _nadir in _DATASETS:
-        gsds = [g for _, g in bands]
-        entry: dict[str, Any] = {
-            "attribution": attribution, "changeGroup": f"{prov}_{name}",
-            "clip": "required" if prov in ("ab", "pl") else "disallowed",
-            "dataset": name, "datasetName": title, "datasetType": kind, "downloadable": prov == "ee",
-            "exportable": prov != "ee", "maxMbrSide": 40_000_000 if separate else 400_000, "provider": prov,
-            "providerName": {"pl": "Planet", "ab": "Airbus", "ee": "Earth Engine"}[prov],
-            "requiresSeparateSearch": separate, "resolution": [min(gsds), max(gsds)], "thumbnail": kind == "optical",
-        }
-        if kind == "optical" and not separate:
-            entry["visualizationBands"] = ["red", "green", "blue"]
-        out.append(entry)
-    return out
-
-
-def _footprint(cx: float, cy: float, w_km: float, h_km: float, angle: float) -> BaseGeometry:
-    dx = w_km / 2 / (111.32 * math.cos(math.radians(cy)))
-    dy = h_km / 2 / 110.57
-    box = shapely.geometry.box(cx - dx, max(-89.0, cy - dy), cx + dx, min(89.0, cy + dy))
-    return affinity.rotate(box, angle, origin=(cx, cy))
-
-
-def _utm_epsg(lon: float, lat: float) -> int:
-    return (32600 if lat >= 0 else 32700) + int((lon + 180) // 6) + 1
-
-
-def _generate_archive(state: SimulatorState) -> list[dict[str, Any]]:
-    scenes: list[dict[str, Any]] = []
-    start = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
-    for region, (w, s, e, n) in REGIONS.items():
-        for prov, name, _t, kind, _a, sats, bands, (fw, fh), count, _r, separate, (nmin, nmax) in _DATASETS:
-            rng = state.rng(f"{region}:{prov}:{name}")
-            for i in range(count):
-                cx, cy = rng.uniform(w, e), rng.uniform(s, n)
-                if separate:  # a CH4 L3 grid tile around the region
-                    cx, cy = (w + e) / 2, (s + n) / 2
-                foot = _footprint(cx, cy, fw * rng.uniform(0.9, 1.1), fh * rng.uniform(0.9, 1.1),
-                                  0.0 if separate else rng.uniform(-12, 12))
-                day = start + dt.timedelta(days=rng.uniform(0, 730))
-                utc_hour = (10.5 if kind == "optical" else 18.0) - cx / 15.0 + rng.uniform(-0.5, 0.5)
-                when = day.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(hours=utc_hour % 24)
-                doy = when.timetuple().tm_yday
-                declination = 23.44 * math.sin(2 * math.pi * (doy - 81) / 365)
-                gsd_band = [{
-                    "bitDepth": 8 if kind == "optical" and prov == "ab" else 16, "gsd": gsd, "names": [band],
-                    "pixelSizeX": gsd / 111320.0, "pixelSizeY": -gsd / 110570.0,
-                } for band, gsd in bands]
-                scenes.append({
-                    "sceneId": "".join(rng.choice(_URLSAFE) for _ in range(rng.randint(34, 60))),
-                    "provider": prov, "dataset": name, "satellite": rng.choice(sats),
-                    "datetime": when.strftime(TIME_FORMAT),
-                    "footprint": shapely.geometry.mapping(foot),
-                    "crsEpsg": 4326 if kind != "optical" or separate else _utm_epsg(cx, cy),
-                    "bands": gsd_band,
-                    "offNadir": round(rng.uniform(nmin, nmax), 4),
-                    "satelliteAzimuth": round(rng.uniform(95, 105) if nmax < 10 else rng.uniform(0, 360), 3),
-                    "sunAzimuth": round(rng.uniform(130, 165) if cy >= 0 else rng.uniform(15, 50), 4),
-                    "sunElevation": round(max(5.0, 90 - abs(cy - declination) - rng.uniform(5, 15)), 3),
-                    "foreignId": f"{when:%Y%m%d_%H%M%S}_{i:03d}",
-                    "minArea": round(rng.uniform(0.5, 25), 1),
-                    "clippedImagery": prov in ("ab", "pl"),
-                    "downloadable": prov == "ee",
-                    "_region": region,
-                })
-    scenes.sort(key=lambda sc: (sc["datetime"], sc["sceneId"]), reverse=True)
-    return scenes
-
-
-def _public(scene: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in scene.items() if not k.startswith("_")}
-
 
 def _geometry(value: Any, field: str) -> BaseGeometry:
     try:
@@ -187,60 +83,14 @@ def _geometry(value: Any, field: str) -> BaseGeometry:
     return geom
 
 
-def _km2(geom: BaseGeometry) -> float:
-    return abs(GEOD.geometry_area_perimeter(geom)[0]) / 1e6
-
-
-def _mbr_side_m(geom: BaseGeometry) -> float:
-    w, s, e, n = geom.bounds
-    widest = max(GEOD.line_length([w, e], [lat, lat]) for lat in (s, n, min(max(0.0, s), n)))
-    return max(widest, GEOD.line_length([w, w], [s, n]))
-
-
-def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
-    lat = max(-85.05, min(85.05, lat))
-    scale = 2**z
-    x = int((lon + 180) / 360 * scale)
-    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * scale)
-    return min(x, scale - 1), min(y, scale - 1)
-
-
-def _tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
-    scale = 2**z
-
-    def lat(yy: int) -> float:
-        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * yy / scale))))
-
-    return x / scale * 360 - 180, lat(y + 1), (x + 1) / scale * 360 - 180, lat(y)
-
-
-def _png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
-    raw = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
-def _jwt(subject: str, ttl: float) -> str:
-    def b64(obj: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {"iss": "https://spaceknow.auth0.com/", "sub": subject, "aud": AUTH0_CLIENT_ID,
-              "iat": now, "exp": now + int(ttl)}
-    return f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}.{secrets.token_urlsafe(32)}"
-
 
 def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> Starlette:
     settings = {**DEFAULT_CONFIG, **json.loads(os.environ.get("SIM_SPACEKNOW_CONFIG", "{}")), **config}
     state = SimulatorState("spaceknow", seed=seed, credentials=credentials, token_ttl=settings["token_ttl"],
                            config=settings)
-    catalog = _datasets_catalog()
+    catalog = datasets_catalog()
     known = {(d["provider"], d["dataset"]): d for d in catalog}
-    rates = {(row[0], row[1]): row[9] for row in _DATASETS}
+    rates = {(row[0], row[1]): row[9] for row in DATASETS}
     cache: dict[str, Any] = {}
     pipelines: dict[str, dict[str, Any]] = {}
     maps: dict[str, dict[str, Any]] = {}
@@ -248,7 +98,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
 
     def archive() -> list[dict[str, Any]]:
         if "scenes" not in cache:
-            cache["scenes"] = _generate_archive(state)
+            cache["scenes"] = generate_archive(state)
             cache["by_id"] = {sc["sceneId"]: sc for sc in cache["scenes"]}
             cache["shapes"] = {sc["sceneId"]: shapely.geometry.shape(sc["footprint"]) for sc in cache["scenes"]}
         return cache["scenes"]
@@ -280,7 +130,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         return run if public else bearer(run)
 
     def start_pipeline(kind: str, path: str, result: Any) -> JSONResponse:
-        pid = "".join(secrets.choice(_ALNUM) for _ in range(20))
+        pid = "".join(secrets.choice(ALNUM) for _ in range(20))
         fail = settings["fail_pipelines"] > 0 and settings["fail_path"] in path
         if fail:
             settings["fail_pipelines"] -= 1
@@ -310,7 +160,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
             return JSONResponse({"error": "invalid_user_password", "error_description": "Wrong email or password."},
                                 401)
         ttl = float(settings["token_ttl"])
-        id_token = _jwt(f"auth0|{secrets.token_hex(12)}", ttl)
+        id_token = jwt(f"auth0|{secrets.token_hex(12)}", ttl)
         access = state.tokens.issue(body["username"], ttl, prefix="sk")  # the doc leaves which one is sent
         state.tokens.register(id_token, body["username"], ttl)
         return JSONResponse({"id_token": id_token, "scope": "openid", "access_token": access.value,
@@ -366,7 +216,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         extent = _geometry(body["extent"], "extent") if body.get("extent") is not None else shapely.geometry.box(
             -180, -90, 180, 90)
         side = min(d["maxMbrSide"] for d in chosen)
-        if _mbr_side_m(extent) > side:
+        if mbr_side_m(extent) > side:
             raise _BadRequest("EXTENT-TOO-LARGE", f"search area must be smaller than {side / 1000:.0f} x "
                               f"{side / 1000:.0f} km")
         bounds = []
@@ -393,7 +243,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
                 continue
             if min_inter > 0 and shape.intersection(extent).area / shape.area < min_inter:
                 continue
-            matches.append(_public(sc))
+            matches.append(public(sc))
         size = int(settings["page_size"])
         page = matches[cursor:cursor + size]
         nxt = cursor + size if cursor + size < len(matches) else None
@@ -401,7 +251,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
 
     async def get_metadata(request: Request) -> Response:
         body = await body_of(request)
-        return JSONResponse(_public(scene(body.get("sceneId"))))
+        return JSONResponse(public(scene(body.get("sceneId"))))
 
     # ------------------------------------------------------------------ credits and Kraken
     def scene_list(value: Any, field: str) -> list[dict[str, Any]]:
@@ -412,10 +262,10 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
     def cost_lines(scenes: list[dict[str, Any]], area: BaseGeometry, factor: float) -> list[dict[str, Any]]:
         lines = []
         for sc in scenes:
-            km2 = _km2(cache["shapes"][sc["sceneId"]].intersection(area))
+            area_km2 = km2(cache["shapes"][sc["sceneId"]].intersection(area))
             rate = rates[(sc["provider"], sc["dataset"])] * factor
-            lines.append({"cost": round(km2 * rate, 4), "costPerKm2": rate, "dataset": sc["dataset"],
-                          "km2": round(km2, 4), "provider": sc["provider"], "sceneId": sc["sceneId"]})
+            lines.append({"cost": round(area_km2 * rate, 4), "costPerKm2": rate, "dataset": sc["dataset"],
+                          "km2": round(area_km2, 4), "provider": sc["provider"], "sceneId": sc["sceneId"]})
         return lines
 
     async def check_area(request: Request) -> Response:
@@ -462,11 +312,11 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         max_zoom = max(8, min(19, round(math.log2(156543.03 * math.cos(math.radians(lat)) / gsd))))
         w, s, e, n = covered.bounds
         for zoom in range(max_zoom, -1, -1):
-            (x0, y0), (x1, y1) = _tile(w, n, zoom), _tile(e, s, zoom)
+            (x0, y0), (x1, y1) = tile(w, n, zoom), tile(e, s, zoom)
             if (x1 - x0 + 1) * (y1 - y0 + 1) <= settings["max_tiles"]:
                 break
         tiles = [[zoom, x, y] for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)
-                 if shapely.geometry.box(*_tile_bounds(zoom, x, y)).intersects(covered)]
+                 if shapely.geometry.box(*tile_bounds(zoom, x, y)).intersects(covered)]
         map_id = secrets.token_urlsafe(12)
         files = sorted({f for k in kinds for f in MAP_TYPES[k][1]})
         maps[map_id] = {"tiles": {tuple(t) for t in tiles}, "files": files, "mapTypes": kinds}
@@ -480,10 +330,10 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         z, x, y, name = p["zoom"], p["x"], p["y"], p["file_name"]
         if found is None or (z, x, y) not in found["tiles"] or name not in found["files"]:
             return _error(404, "GRID-FILE-NOT-FOUND", "no such map, tile or grid file")
-        w, s, e, n = _tile_bounds(z, x, y)
+        w, s, e, n = tile_bounds(z, x, y)
         rng = state.rng(f"{p['map_id']}:{z}:{x}:{y}:{name}")
         if name.endswith(".png"):
-            data, media = _png((rng.randrange(256), rng.randrange(256), rng.randrange(256))), "image/png"
+            data, media = png((rng.randrange(256), rng.randrange(256), rng.randrange(256))), "image/png"
         elif name.endswith(".geojson"):
             feats = [{"type": "Feature", "properties": {"class": rng.choice(found["mapTypes"]),
                                                         "score": round(rng.random(), 3)},
@@ -505,7 +355,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         return JSONResponse(settings)
 
     async def sim_archive(request: Request) -> Response:
-        return JSONResponse([{**_public(sc), "region": sc["_region"]} for sc in archive()])
+        return JSONResponse([{**public(sc), "region": sc["_region"]} for sc in archive()])
 
     post = ["POST"]
     routes = [
