@@ -157,6 +157,8 @@ def start_simulators(settings: Settings) -> Any:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper())
+    # pygeoapi's l10n warns "unknown locale 'type'" for every JSON-schema dict inside process metadata
+    logging.getLogger("pygeoapi.l10n").setLevel(logging.ERROR)
     simulator_server = start_simulators(settings)
     upstreams.init_health(settings)
 

@@ -288,15 +288,53 @@ def test_upstream_failure_on_submit_is_a_5xx_naming_the_upstream(geofed: GeofedS
     assert "AppEEARS" in r.text
 
 
+def test_a_job_that_fails_upstream_reports_it(geofed: GeofedServer, truth: AppeearsTruth) -> None:
+    body = {**inputs(), "start_date": "1990-01-01", "end_date": "1990-01-31"}  # before MOD11A1's extent
+    answer = Processes(geofed.url).execute(PROCESS, body, async_=True)
+    job_id = answer["jobID"]
+    final = wait_until("the job to end", lambda: (s := status(geofed, job_id))["status"] not in (
+        "accepted", "running") and s)
+    task = truth.task_for(job_id)
+    assert task is not None and task["status"] == "error"  # the truth: AppEEARS failed the task
+    assert final["status"] == "failed" and "AppEEARS" in final["message"]
+    assert final["finished"] is not None
+    results = geofed.get(f"/jobs/{job_id}/results")
+    assert results.status_code == 502, results.text
+    assert "AppEEARS" in results.json()["detail"]
+
+
+# ---------------------------------------------------------------------------------------------- sync processes
+EPOCH = "epoch-aggregate-emissions"
+EPOCH_INPUTS = {"collection": "cocoa-civ-2024", "monitoring_start": "2020-01-01", "monitoring_end": "2024-01-10",
+                "filters": {"facility_id": "coop-soubre-01"}}
+
+
+def test_sync_processes_run_through_the_manager_keeping_error_statuses(geofed: GeofedServer, sims: Sims) -> None:
+    ok = geofed.post(f"/processes/{EPOCH}/execution", json={"inputs": EPOCH_INPUTS})
+    assert ok.status_code == 200, ok.text
+    sims.faults("epoch", status=503)
+    failed = geofed.post(f"/processes/{EPOCH}/execution", json={"inputs": EPOCH_INPUTS})
+    assert failed.status_code == 503, failed.text  # stock pygeoapi would answer 400 here
+    assert "Epoch" in failed.text
+    sims.clear("epoch")
+    # asked for async, a sync-only process runs as a local job whose results are stored
+    answer = Processes(geofed.url).execute(EPOCH, EPOCH_INPUTS, async_=True, response="raw")
+    job_id = answer["jobID"]
+    final = wait_until("the local job to end", lambda: (s := status(geofed, job_id))["status"] not in (
+        "accepted", "running") and s)
+    assert final["status"] == "successful", final
+    assert geofed.get(f"/jobs/{job_id}/results").json() == ok.json()
+
+
 # ---------------------------------------------------------------------------------------------- access
 @pytest.fixture
 def keyed_config(tmp_path: Path) -> Path:
-    """geofed's config with `appeears-extract` marked as credit-spending (`requires_api_key: true`)."""
+    """geofed's config with the operator marking Epoch's process as credit-spending (`requires_api_key: true`)."""
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config)
-    fragment = config / "resources" / "appeears.yml"
+    fragment = config / "resources" / "epoch.yml"
     resources = yaml.safe_load(fragment.read_text())
-    resources[PROCESS]["requires_api_key"] = True
+    resources[EPOCH]["requires_api_key"] = True
     fragment.write_text(yaml.safe_dump(resources))
     return config
 
@@ -306,14 +344,21 @@ def test_api_keys_guard_processes_and_scope_jobs(
 ) -> None:
     key_a, key_b = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     server = start_geofed(GEOFED_API_KEYS=f"{key_a},{key_b}", GEOFED_CONFIG_DIR=str(keyed_config))
-    url = f"/processes/{PROCESS}/execution"
-    body = {"inputs": inputs()}
-    no_key = server.post(url, json=body, headers={"Prefer": "respond-async"})
-    assert no_key.status_code == 401, no_key.text
-    assert no_key.headers.get("WWW-Authenticate")
-    wrong = server.post(url, json=body, headers={"Prefer": "respond-async", "X-API-Key": "not-a-key"})
-    assert wrong.status_code == 403, wrong.text
-    assert not sims.log("appeears", "/task", method="POST")  # nothing was spent upstream
+    async_ = {"Prefer": "respond-async"}
+    # AppEEARS and SpaceKnow analyses say so in their classes, Epoch's in the operator's YAML
+    for process, body in ((PROCESS, inputs()), ("spaceknow-analysis", {}), (EPOCH, EPOCH_INPUTS)):
+        url = f"/processes/{process}/execution"
+        no_key = server.post(url, json={"inputs": body}, headers=async_)
+        assert no_key.status_code == 401, (process, no_key.text)
+        assert no_key.headers.get("WWW-Authenticate")
+        assert process in no_key.json()["detail"]
+        wrong = server.post(url, json={"inputs": body}, headers={**async_, "X-API-Key": "not-a-key"})
+        assert wrong.status_code == 403, (process, wrong.text)
+    for name in ("appeears", "spaceknow", "epoch"):
+        assert not [e for e in sims.log(name) if e["method"] == "POST" or "fetch" in e["path"]], name
+    # a process that spends nothing needs no key
+    free = server.post("/processes/spaceknow-check-area/execution", json={"inputs": {}})
+    assert free.status_code not in (401, 403), free.text
 
     job_id = submit(server, key=key_a)
     assert status(server, job_id, key_a)["jobID"] == job_id

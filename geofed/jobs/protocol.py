@@ -12,6 +12,11 @@ JSON object: AppEEARS task id, SpaceKnow pipeline id, ...) in the job record. Th
    hrefs point at geofed (`{job.results_url}/files/{file_id}`), never at the upstream;
 4. streams a result file: `await process.open_file(handle, file_id)` → (media type, async byte iterator);
 5. dismisses: `await process.cancel(handle)` deletes/cancels upstream where the upstream can.
+
+Errors are `geofed.errors` classes: an `UpstreamNotFound` from `poll` fails the job (the upstream forgot it), other
+upstream errors make the poller back off and retry; from `cancel`, `UpstreamNotFound` counts as cancelled.
+A process that spends upstream credits sets the class attribute `requires_api_key = True` (or the operator adds
+`requires_api_key: true` to its resource in the YAML): with `GEOFED_API_KEYS` set, executing it needs a key.
 """
 
 from __future__ import annotations

@@ -225,14 +225,19 @@ class JobStore:
         self, extra: str, extra_params: list[Any], owner: str, now: float, lease: float, limit: int
     ) -> list[JobRecord]:
         statuses = ", ".join(["%s"] * len(ACTIVE))
-        sql = (
-            f"UPDATE {{t}} SET lease_owner = %s, lease_until = %s WHERE id IN ("
+        due = (
             f"SELECT id FROM {{t}} WHERE kind = 'upstream' AND status IN ({statuses}) AND handle IS NOT NULL"
             f" AND COALESCE(next_poll, 0) <= %s AND (lease_until IS NULL OR lease_until < %s){extra}"
-            f" ORDER BY next_poll LIMIT %s{self.skip_locked}) RETURNING {', '.join(COLUMNS)}"
         )
-        params = [owner, now + lease, *ACTIVE, now, now, *extra_params, limit]
-        return [_decode(r) for r in self._execute(sql, params, write=True)]
+        due_params = [*ACTIVE, now, now, *extra_params]
+        # a plain read first: most ticks find nothing due, and then take no write lock at all
+        if not self._execute(f"{due} LIMIT 1", due_params):
+            return []
+        sql = (
+            f"UPDATE {{t}} SET lease_owner = %s, lease_until = %s WHERE id IN ("
+            f"{due} ORDER BY next_poll LIMIT %s{self.skip_locked}) RETURNING {', '.join(COLUMNS)}"
+        )
+        return [_decode(r) for r in self._execute(sql, [owner, now + lease, *due_params, limit], write=True)]
 
     def release_owner(self, owner: str) -> int:
         """Drops the leases `owner` held before a restart, so its jobs are polled at once."""
