@@ -165,6 +165,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     from geofed import pygeoapi_config
 
     pygeoapi_config.write(settings)
+    from geofed.ogc import fastjson
+
+    fastjson.install()
     import pygeoapi.starlette_app as pygeoapi_app  # reads the config written above
 
     extensions = _load_extensions(settings)

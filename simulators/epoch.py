@@ -23,6 +23,7 @@ Where the doc is silent we pick one behaviour, configurable at `create_app(**con
 - the aggregate geometry is the bounding box of the matched plots; `collection_id`/`facility_id` are kept when
   every plot shares them, else null; zero matching plots give an empty body;
 - `blank_line_every` 5000: a blank keep-alive line every N features (the doc's example skips blank lines);
+- `final_newline` true: whether the last line is newline-terminated (many NDJSON writers omit it);
 - a missing or wrong bearer token answers 401.
 """
 
@@ -388,6 +389,16 @@ class EpochSimulator:
         return {"type": "Feature", "geometry": geometry, "properties": self.encode(props, 0)}
 
 
+def _without_final_newline(chunks: Iterator[bytes] | Any) -> Iterator[bytes]:
+    previous: bytes | None = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous
+        previous = chunk
+    if previous:
+        yield previous.removesuffix(b"\n")
+
+
 def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> Starlette:
     defaults = {
         "plots": int(os.environ.get("SIM_EPOCH_PLOTS", "20000")),
@@ -397,6 +408,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         "aggregate_default_limit": 1,
         "blank_line_every": 5000,
         "chunk_size": 8192,
+        "final_newline": True,
     }
     state = SimulatorState("epoch", seed=seed, credentials=dict(credentials),
                            config={**defaults, **{k: v for k, v in config.items() if k in defaults}})
@@ -418,6 +430,8 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         else:
             lines = sim.lines(plots, plots_only)
         chunks = ndjson_chunks(lines, int(state.config["chunk_size"]))
+        if not state.config["final_newline"]:
+            chunks = _without_final_newline(chunks)
         return StreamingResponse(chunked(state, chunks, request.url.path), media_type="application/x-ndjson")
 
     async def sim_config(request: Request) -> Response:

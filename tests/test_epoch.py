@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -141,14 +143,22 @@ def test_sequential_pages_reuse_one_upstream_stream(geofed: Any, sims: Any) -> N
 
 
 def test_a_slowly_dripping_stream_still_gives_exact_pages(geofed: Any, sims: Any) -> None:
-    truth = ids(upstream(sims, collection_id="cocoa-gha-2024", facility_id="lbc-ashanti-02", limit="30"))
+    truth = ids(upstream(sims, facility_id="lbc-ashanti-02", limit="30"))
     sims.faults("epoch", drip_ms=15, path=UPSTREAM)  # 8 KB chunks (≈ 5 plots, lines split) every 15 ms
     features = Features(geofed.url, timeout=60)
-    first = features.collection_items("epoch-plots", collection_id="cocoa-gha-2024", facility_id="lbc-ashanti-02",
-                                      datetime="2017-06-01T00:00:00Z/..", limit=12)
-    second = features.collection_items("epoch-plots", collection_id="cocoa-gha-2024", facility_id="lbc-ashanti-02",
-                                       datetime="2017-06-01T00:00:00Z/..", limit=12, offset=12)
+    query = {"facility_id": "lbc-ashanti-02", "datetime": "2017-06-01T00:00:00Z/..", "limit": 12}
+    first = features.collection_items("epoch-plots", **query)
+    second = features.collection_items("epoch-plots", **query, offset=12)
     assert [f["id"] for f in first["features"] + second["features"]] == truth[:24]
+
+
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL ogrinfo (Debian gdal-bin) not installed")
+def test_ogrinfo_counts_a_filtered_layer(geofed: Any, sims: Any) -> None:
+    truth = upstream(sims, facility_id="lbc-sefwi-01", filename="cocoa-gha-2024")
+    info = subprocess.run(["timeout", "120", "ogrinfo", "-ro", "-so", "-where", "facility_id = 'lbc-sefwi-01'",
+                           f"OAPIF:{geofed.url}", "epoch-plots"], capture_output=True, text=True, check=True).stdout
+    assert int(info.split("Feature Count:")[1].split()[0]) == len(truth) > 0
+    assert "Polygon" in info and "luc_tco2eyear: Real" in info
 
 
 def test_get_one_plot_and_unknown_id(geofed: Any, sims: Any) -> None:
@@ -223,6 +233,20 @@ def test_stac_face_serves_the_same_plots_as_valid_items(geofed: Any, sims: Any) 
         assert when(props["end_datetime"].replace("Z", "+00:00")) == when(plot["properties"]["monitoring_end"])
         assert props["luc_tco2eyear"] == plot["properties"]["luc_tco2eyear"]
         assert props["annual_agb"] == plot["properties"]["annual_agb"]
+
+
+def test_sorting_and_an_unterminated_last_line(geofed: Any, sims: Any) -> None:
+    truth = upstream(sims, facility_id="trader-sinop", monitoring_start="2019-02-01")
+    expected = [p["properties"]["uuid"] for p in sorted(truth, key=lambda p: -p["properties"]["area"])[:6]]
+    sims.post("epoch", "/_sim/config", json={"final_newline": False}).raise_for_status()
+    try:
+        assert not raw_upstream(sims, facility_id="trader-sinop", limit="2").endswith(b"\n")
+        body = geofed.get(ITEMS, params={"f": "json", "facility_id": "trader-sinop", "sortby": "-area", "limit": 6,
+                                         "datetime": "2019-02-01T00:00:00Z/.."}).json()
+    finally:
+        sims.post("epoch", "/_sim/config", json={"final_newline": True})
+    assert [f["id"] for f in body["features"]] == expected  # the last plot counted too
+    assert body["numberMatched"] == len(truth)
 
 
 # ----------------------------------------------------------------- broken streams and upstream errors

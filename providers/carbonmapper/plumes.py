@@ -8,6 +8,7 @@ locally with exact paging. `source_name` is joined from `sources.geojson` (the A
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -118,9 +119,20 @@ class PlumeSource:
 
         keep = pushdown.local_predicate(node, q, TEMPORAL)
         exact = pd.exact and not q.intersects
-        result = await pushdown.page(fetch, pd, q, lambda r: keep(self.to_feature(r)), exact)
-        if self.link_sources and result.records and not pinned_source and not needs_join:
-            await self._join_sources(result.records)
+        # plume → source links: read sources.geojson over the *query's* extent while the page is fetched, so the
+        # join costs no extra round trip (the read is cached, and shared by every page of the query)
+        linking = self.link_sources and not pinned_source and not needs_join
+        query_extent = q.bbox or (pushdown.geometry_bounds(q.intersects) if q.intersects else None)
+        index_task = (asyncio.ensure_future(self._source_index(query_extent, pd.singles.get("plume_gas")))
+                      if linking else None)
+        try:
+            result = await pushdown.page(fetch, pd, q, lambda r: keep(self.to_feature(r)), exact)
+        except BaseException:
+            if index_task is not None:
+                index_task.cancel()
+            raise
+        if index_task is not None:
+            self._apply_index(result.records, await index_task)
         return result
 
     async def get(self, identifier: str) -> dict[str, Any]:
@@ -146,18 +158,27 @@ class PlumeSource:
         extent = (max(-180.0, min(p[0] for p in points) - pad), max(-90.0, min(p[1] for p in points) - pad),
                   min(180.0, max(p[0] for p in points) + pad), min(90.0, max(p[1] for p in points) + pad))
         gases = {i.get("gas") for i in items}
-        params = rest_bbox(extent) + ([("plume_gas", str(gases.pop()))] if len(gases) == 1 else [])
+        self._apply_index(items, await self._source_index(extent, gases.pop() if len(gases) == 1 else None))
+
+    async def _source_index(self, extent: tuple[float, float, float, float] | None,
+                            gas: str | None) -> dict[str, str]:
+        """plume name (or uuid) → source name, from one `sources.geojson` read (None extent = everywhere)."""
+        params = (rest_bbox(extent) if extent else []) + ([("plume_gas", str(gas))] if gas else [])
         try:
             collection = await self.client.sources(params)
         except errors.UpstreamError as exc:
             # links are an extra: a sources failure must not take the plumes down with it
             LOGGER.warning("carbonmapper: no plume → source links for this page: %s", exc.message)
-            return
+            return {}
         by_plume: dict[str, str] = {}
         for feature in collection.get("features") or []:
             props = feature.get("properties") or {}
             for plume in props.get("plume_ids") or []:  # names on the portal; UUIDs accepted as well
                 by_plume[str(plume)] = props.get("source_name")
+        return by_plume
+
+    @staticmethod
+    def _apply_index(items: list[dict[str, Any]], by_plume: dict[str, str]) -> None:
         for item in items:
             item["source_name"] = by_plume.get(str(item.get("plume_id"))) or by_plume.get(str(item.get("id")))
 

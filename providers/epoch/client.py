@@ -1,8 +1,8 @@
 """Epoch SCo2 API: HTTP and auth only (`GET /fetch_biomass_emissions`, a streamed NDJSON body).
 
 The body is read incrementally and split into lines here; nothing ever holds the whole body. A body that breaks
-off — the connection closes without the final chunk (httpx raises), or the last line has no terminating newline —
-is an error (`stream_broken` → 502 "Epoch stream ended early"), never a shorter answer.
+off — the connection closes without the final chunk (httpx raises), even right after a complete line, or the
+body ends inside a line — is an error (`stream_broken` → 502 "Epoch stream ended early"), never a shorter answer.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
 from geofed import errors
 from geofed.http.auth import Auth, StaticBearer
@@ -57,6 +58,10 @@ class EpochClient:
             except httpx.HTTPError as exc:  # RemoteProtocolError: closed without the final chunk
                 raise self.http.stream_broken(exc) from None
             if pending.strip():
-                # The doc's server terminates every line; a line without its newline cannot be told apart from
-                # a cut one, so it is refused rather than parsed.
-                raise self.http.stream_broken(ValueError("last line not terminated"))
+                # The body ended cleanly (the transport saw its end) but without a final newline: a last line
+                # that is whole JSON is a server that does not terminate it; anything else was cut mid-line.
+                try:
+                    orjson.loads(pending)
+                except orjson.JSONDecodeError:
+                    raise self.http.stream_broken(ValueError("body ended mid-line")) from None
+                yield pending
