@@ -33,7 +33,7 @@ import datetime as dt
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -389,7 +389,7 @@ class EpochSimulator:
         return {"type": "Feature", "geometry": geometry, "properties": self.encode(props, 0)}
 
 
-def _without_final_newline(chunks: Iterator[bytes] | Any) -> Iterator[bytes]:
+def _without_final_newline(chunks: Iterable[bytes]) -> Iterator[bytes]:
     previous: bytes | None = None
     for chunk in chunks:
         if previous is not None:

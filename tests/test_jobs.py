@@ -240,7 +240,7 @@ def test_ten_concurrent_submissions_and_dismissal_is_final(
     check_results(server, job_ids[0], truth, tasks[job_ids[0]]["task_id"])
 
     # a running job dismissed while a slow status poll is in flight never turns successful afterwards
-    slow_tasks(4)
+    slow_tasks(6)
     victim = submit(server)
     task = wait_until("the upstream task", lambda: truth.task_for(victim))
     wait_until("the job to run", lambda: status(server, victim)["status"] == "running")
@@ -248,11 +248,12 @@ def test_ten_concurrent_submissions_and_dismissal_is_final(
     marked = time.time()
     in_flight = wait_until("a slow status poll in flight", lambda: [
         e for e in sims.log("appeears", f"/status/{task['task_id']}") if e["ts"] >= marked])
+    assert status(server, victim)["status"] == "running"  # the poll in flight holds the lease: no refresh
     answer = server.delete(f"/jobs/{victim}")
     assert answer.status_code == 200 and answer.json()["status"] == "dismissed"
     assert not truth.task_exists(task["task_id"])
     # let the in-flight poll come back and the task's upstream schedule pass before looking again
-    settle = in_flight[0]["ts"] + 2.0 + 4.0 + 1.0
+    settle = in_flight[0]["ts"] + 2.0 + 6.0 + 1.0
     wait_until("the in-flight poll and the upstream schedule to pass", lambda: time.time() > settle, timeout=30)
     sims.clear("appeears")
     for _ in range(3):
