@@ -11,13 +11,19 @@ carries no credential.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import email.utils
 import hashlib
 import logging
+import os
+import re
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import hishel
@@ -100,7 +106,7 @@ class UpstreamClient:
         self._cached_http: httpx.AsyncClient | None = None
         if self.policy.cache_ttl > 0:
             storage = cache_storage or hishel.AsyncSqliteStorage(
-                database_path=":memory:", default_ttl=self.policy.cache_ttl
+                database_path=_private_cache_path(name), default_ttl=self.policy.cache_ttl
             )
             self._cached_http = httpx.AsyncClient(
                 transport=AsyncCacheTransport(next_transport=self._transport, storage=storage), **common
@@ -435,6 +441,24 @@ class UpstreamClient:
             return errors.UpstreamNotFound(f"{self.title}: not found ({where}): {detail}", upstream=self.name)
         return errors.UpstreamRejected(f"{self.title} rejected the request (HTTP {status}): {detail}",
                                        upstream=self.name)
+
+
+_cache_dir: Path | None = None
+
+
+def _private_cache_path(name: str) -> Path:
+    """A cache file private to this client and process.
+
+    hishel's SQLite storage has no in-memory mode (":memory:" becomes a *file* of that name under
+    `.cache/hishel`, shared by every client and process: "database is locked" under load), so each client gets
+    its own file in a per-process temporary directory, removed at exit. Shared caching is what
+    `GEOFED_REDIS_URL` is for.
+    """
+    global _cache_dir
+    if _cache_dir is None:
+        _cache_dir = Path(tempfile.mkdtemp(prefix=f"geofed-cache-{os.getpid()}-"))
+        atexit.register(shutil.rmtree, _cache_dir, True)
+    return _cache_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.sqlite"
 
 
 def _error_detail(response: httpx.Response, limit: int = 300) -> str:
