@@ -153,23 +153,22 @@ class UpstreamClient:
         if not coalesce:
             return await self._call(**call)
         key = self._coalesce_key(method, url, params, body, data, headers)
-        pending = self._inflight.get(key)
-        if pending is not None:
+        task = self._inflight.get(key)
+        if task is not None:
             COALESCED.labels(self.name).inc()
-            return await asyncio.shield(pending)
-        future: asyncio.Future[httpx.Response] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            response = await self._call(**call)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: nobody else may be waiting
-            raise
         else:
-            future.set_result(response)
-            return response
-        finally:
-            self._inflight.pop(key, None)
+            # The call runs as its own task, owned by no caller: a caller that goes away (client disconnect)
+            # cancels only its own wait, never the answer the other callers are waiting for.
+            task = asyncio.ensure_future(self._call(**call))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: str, task: asyncio.Future[httpx.Response]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: an error nobody waited for is not "never retrieved"
 
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.decode_json(await self.request("GET", path, **kwargs))
