@@ -183,8 +183,6 @@ def test_bad_inputs_are_400_naming_the_input(geofed: Any, sims: Any, change: dic
     assert sims.log("appeears", "/task", method="POST") == []
 
 
-@pytest.mark.xfail(strict=True, reason="pygeoapi runs 'Prefer: wait' on an async-only process asynchronously; "
-                   "the 400 needs GeofedManager.execute_process to refuse it (issue 9, geofed/jobs/manager.py)")
 def test_sync_execution_is_refused_with_a_clear_400(geofed: Any, sims: Any) -> None:
     response = geofed.post(f"/processes/{PROCESS}/execution", json={"inputs": point_inputs(unique("sync"))},
                            headers={"Prefer": "wait"})

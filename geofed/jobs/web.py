@@ -145,7 +145,33 @@ class JobsFace:
     async def execute(self, request: Request) -> Response:
         from pygeoapi.api import processes as processes_api
 
-        return await self._pygeoapi(request, processes_api.execute_process, request.path_params["process_id"])
+        process_id = request.path_params["process_id"]
+        if self._asks_to_wait(request) and not self._runs_sync(process_id):
+            # pygeoapi would quietly run it asynchronously; geofed says so instead of answering a job to a
+            # client that asked to wait for the result
+            return _error(errors.InvalidParameter(
+                f"process {process_id} runs asynchronously only (jobControlOptions: async-execute): send the "
+                "request without 'Prefer: wait' (or with 'Prefer: respond-async') and follow the job's status link",
+                parameter="Prefer",
+            ))
+        return await self._pygeoapi(request, processes_api.execute_process, process_id)
+
+    @staticmethod
+    def _asks_to_wait(request: Request) -> bool:
+        """RFC 7240 `Prefer: wait` / `wait=N` (pygeoapi's and OWSLib's way of asking for sync execution)."""
+        prefer = request.headers.get("prefer", "")
+        tokens = [t.strip().split("=")[0].strip().lower() for t in prefer.split(",") for t in t.split(";")]
+        return "wait" in tokens or "respond-sync" in tokens
+
+    def _runs_sync(self, process_id: str) -> bool:
+        conf = self.manager.processes.get(process_id)
+        if conf is None:
+            return True  # unknown process: pygeoapi answers its own 404
+        try:
+            processor = self.manager.get_processor(process_id)
+        except Exception:  # noqa: BLE001 - pygeoapi reports a broken plugin itself
+            return True
+        return "sync-execute" in processor.metadata.get("jobControlOptions", ["sync-execute"])
 
     async def list_jobs(self, request: Request) -> Response:
         if _wants_html(request):
