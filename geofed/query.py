@@ -47,7 +47,16 @@ class RecordPage:
 
 
 class FeatureSource(Protocol):
-    """One collection of one upstream, as both faces see it."""
+    """One collection of one upstream, as both faces see it.
+
+    Optional hook (not part of the protocol check; callers use `sortable_fields(source)`):
+    - `sortable() -> set[str]`: the STAC item fields (as `sortby` names them, e.g. `datetime`) that `query`
+      orders by *upstream* when `FeatureQuery.sortby` is that one field, ascending or descending; ties may come
+      in any order. The STAC bridge then merges the collection lazily instead of reading all its matches to
+      sort them. List a field only when the upstream's order equals the order of that field of the items
+      `to_item` makes (e.g. CarbonMapper plumes: upstream `sort=desc` is by `scene_timestamp`, the item's
+      `datetime`).
+    """
 
     collection_id: str
     title: str
@@ -184,3 +193,9 @@ async def exact_page(
                 "(bbox, datetime or a pushed-down property)",
                 parameter="filter",
             )
+
+
+def sortable_fields(source: Any) -> set[str]:
+    """The optional `FeatureSource.sortable()` hook, or nothing when the source does not have it."""
+    hook = getattr(source, "sortable", None)
+    return set(hook()) if callable(hook) else set()

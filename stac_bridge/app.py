@@ -38,7 +38,8 @@ from stac_fastapi.types.extension import ApiExtension
 from stac_fastapi.types.search import APIRequest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geofed import __version__, errors
 from geofed.settings import Settings
@@ -170,6 +171,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
 
 
+class LandingAlias:
+    """`/stac` (no trailing slash) answers like `/stac/`: pystac-client users type it, and the mount only
+    matches `/stac/…`, so without this the request would fall through to pygeoapi's own `/stac`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = {**scope, "path": "/", "raw_path": b"/", "root_path": scope.get("root_path", "") + "/stac"}
+        await self.app(scope, receive, send)
+
+
 def extension(settings: Settings) -> dict[str, Any]:
     api = build_api(settings)
-    return {"routes": [Mount("/stac", app=api.app)]}
+    return {"routes": [Route("/stac", LandingAlias(api.app), methods=["GET", "HEAD"]), Mount("/stac", app=api.app)]}

@@ -1,32 +1,39 @@
 """Federated item search: fan out to the owning members in parallel, merge-sort, de-duplicate, page.
 
-Each member taking part in a search is a *lane*:
-- a **lazy** lane (the member sorts as asked, `sorts_natively`) is read one native page at a time and
-  k-way merged: an item is returned only when every live lane has shown its next item;
+Each member taking part in a search is one *lane* (`stac_bridge.lanes`), or one lane per collection when it
+does not sort as asked (its collections are then independent: each is read, sorted or left out on its own):
+- an **exact** lane (`sorts_natively`) is read one native page at a time and k-way merged;
+- a **primary** lane (the member orders by the lead sort field only, ties in any order: `sortable`) is
+  merged lazily too; before an item whose lead key is k is returned, every primary lane has either ended or
+  read an item whose lead key is past k, and ties are ordered here by the full key — exact, and lazy;
+- a **native** lane is the only lane of a search without `sortby`: nothing to merge, the member's own order;
 - a **full** lane (the member cannot sort as asked, e.g. Sentinel Hub's Catalog) is read completely, up to
-  `GEOFED_FEDERATION_SORT_CAP` matches, and sorted here; over the cap → 400 naming the member. Its sorted
-  matches are memoized for the cache TTL so that later pages do not re-read it (a memo miss re-reads:
-  the token never depends on server memory).
+  `GEOFED_FEDERATION_SORT_CAP` matches (the read stops as soon as it passes the cap, and runs under the
+  per-member timeout), and sorted here. Over the cap: a 400 naming the member when the client named its
+  collections; when it was only included because no `collections` were given, it is left out and the
+  answer says so (partial, `federation:missing`, a status block saying how to include it). Its sorted
+  matches are memoized for the cache TTL so that later pages do not re-read it (a memo miss re-reads: the
+  token never depends on server memory).
 
 The whole query is evaluated again on every item (`FederatedQuery.matches`), so a member may push down
-only part of it. A page is `limit` items long unless the search is over, and a `next` token is only
-issued when at least one more match is known to exist (the look-ahead item stays in its lane), so no
-empty page ever carries `next`. A member that fails is reported (partial answer) and left out of the
-following pages; the page fails only when every member failed (or `strict`).
+only part of it. A page is `limit` items long unless the search is over, and a `next` token is only issued
+when one more match is known to exist, so no empty page ever carries `next`. A member that fails is
+reported (partial answer) and left out of the following pages; the page fails only when every member
+failed (or `strict`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from geofed import errors
+from stac_bridge.lanes import Lane, LaneKind, SortCapExceeded, failure_dict, item_key, restore_failure, status
 from stac_bridge.member import Member
 from stac_bridge.registry import Registry, guarded, title, upstream
 from stac_bridge.search import FederatedQuery, SortKey
@@ -35,36 +42,7 @@ from stac_bridge.token import TokenSigner, query_hash
 MEMBER_PAGE_MAX = 100  # items asked from a member per call, unless it declares `max_page_size`
 TOKEN_BUDGET = 6000  # bytes; above it, stashes are replaced by (page, skip) so GET next URLs stay short
 MAX_FETCHES_PER_LANE = 200  # member calls one federated page may make per lane before asking for a narrower query
-
-
-@dataclass
-class Lane:
-    member: Member
-    collections: list[str]
-    full: bool
-    state: Any = None  # native paging state of the member's next page
-    done: bool = False  # no native page left
-    buffer: deque[tuple[SortKey, dict[str, Any]]] = field(default_factory=deque)  # fetched, sorted, not returned
-    page_state: Any = None  # state that produced the buffer's page (to re-read it instead of stashing)
-    consumed: int = 0  # items taken from the buffer's page (full lanes: from the sorted matches)
-    restash: bool = False  # the buffer must be rebuilt by re-reading `page_state`
-    failure: errors.GeofedError | None = None
-    matched: int | None = None
-    fetches: int = 0
-
-    @property
-    def live(self) -> bool:
-        return self.failure is None and (bool(self.buffer) or not self.done or self.restash)
-
-    def to_token(self, stash: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"n": self.state, "d": self.done, "p": self.page_state, "k": self.consumed}
-        if self.failure is not None:
-            out["f"] = _failure(self.failure)
-        elif self.full or not stash:
-            out["r"] = bool(self.buffer) or self.restash
-        else:
-            out["b"] = [item for _, item in self.buffer]
-        return out
+MEMO_ITEMS = 60_000  # sorted matches of full lanes kept for the cache TTL, all searches together
 
 
 @dataclass
@@ -89,21 +67,31 @@ class Federation:
         self.sort_cap = sort_cap
         self.cache_ttl = cache_ttl
         self._memo: OrderedDict[tuple[str, str], tuple[float, list[tuple[SortKey, dict[str, Any]]]]] = OrderedDict()
+        self._memo_items = 0
+        self._reads: dict[tuple[str, str], asyncio.Future[list[tuple[SortKey, dict[str, Any]]]]] = {}
 
     # ------------------------------------------------------------ routing
     async def _lanes(self, query: FederatedQuery) -> tuple[list[Lane], dict[str, errors.GeofedError]]:
-        routed: dict[str, tuple[Member, list[str]]] = {}
+        routed: dict[int, tuple[Member, list[str]]] = {}
         failed: dict[str, errors.GeofedError] = {}
         if query.collections:
             for cid in query.collections:
                 member = self.registry.owner(cid)
-                routed.setdefault(member.name + repr(id(member)), (member, []))[1].append(cid)
+                routed.setdefault(id(member), (member, []))[1].append(cid)
         else:
             searchable = [m for m in self.registry.members if getattr(m, "searchable", True)]
             found, failed = await self.registry.collections(searchable)
             for member, collection in found:
-                routed.setdefault(member.name + repr(id(member)), (member, []))[1].append(collection["id"])
-        lanes = [Lane(m, cids, full=not m.sorts_natively(query.sortby)) for m, cids in routed.values()]
+                routed.setdefault(id(member), (member, []))[1].append(collection["id"])
+        named = bool(query.collections)
+        lanes: list[Lane] = []
+        for member, cids in routed.values():
+            if member.sorts_natively(query.sortby):
+                lanes.append(Lane(member, cids, "exact", named))
+            else:
+                lanes += [Lane(member, [cid], _kind(member, cid, query), named) for cid in cids]
+        if len(lanes) == 1 and lanes[0].full and not query.sortby:
+            lanes[0].kind = "native"  # one member, no order asked: nothing to merge, its own order is fine
         return lanes, failed
 
     # ------------------------------------------------------------ one page
@@ -116,119 +104,189 @@ class Federation:
             saved = self.signer.decode(query.token, qhash)
             seen = set(saved.get("seen", ()))
             matched = saved.get("matched")
-            failed.update({name: _restore_failure(name, f) for name, f in saved.get("failed", {}).items()})
+            failed.update({name: restore_failure(name, f) for name, f in saved.get("failed", {}).items()})
             for lane in lanes:
-                _restore(lane, saved["lanes"].get(_lane_key(lane)), query)
+                lane.restore(saved["lanes"].get(lane.key), query)
         first = query.token is None
         out: list[dict[str, Any]] = []
         emitted: set[str] = set()
+        more = False
+        while True:
+            if len(out) == query.limit and any(
+                    item_key(item) not in seen and item_key(item) not in emitted
+                    for lane in lanes if lane.failure is None for _, item in lane.buffer):
+                more = True  # one more match is known: `next` will not lead to an empty page
+                break
+            lane = await self._next_lane(query, qhash, lanes)
+            if lane is None:
+                break
+            _, item = lane.buffer.popleft()
+            lane.consumed += 1
+            key = item_key(item)
+            if key in seen or key in emitted:
+                continue
+            if len(out) == query.limit:  # only duplicates were buffered: this is the look-ahead, give it back
+                lane.buffer.appendleft((query.sort_key(item), item))
+                lane.consumed -= 1
+                more = True
+                break
+            out.append(item)
+            emitted.add(key)
+        for lane in lanes:
+            if lane.failure is not None:
+                name = upstream(lane.member)
+                if name not in failed or failed[name].status < 500:  # a failure outranks a left-out collection
+                    failed[name] = lane.failure
+        self._check_failures(query, lanes, failed)
+        if first:
+            counts = [lane.matched for lane in lanes if lane.failure is None]
+            matched = sum(c for c in counts if c is not None) if None not in counts else None
+        token = self._token(lanes, emitted, matched, failed, qhash) if more else None
+        return Page(out, token, None if failed else matched, status(lanes, failed, out), sorted(failed))
+
+    async def _next_lane(self, query: FederatedQuery, qhash: str, lanes: list[Lane]) -> Lane | None:
+        """The lane holding the next item in merge order, once that item is certain to be next."""
         while True:
             await self._fill(query, qhash, lanes)
             heads = [lane for lane in lanes if lane.failure is None and lane.buffer]
             if not heads:
-                break
-            lane = min(heads, key=lambda ln: ln.buffer[0][0])
-            head = lane.buffer.popleft()
-            item = head[1]
-            lane.consumed += 1
-            if not lane.full and not query.matches(item):
-                continue
-            key = _item_key(item)
-            if key in seen or key in emitted:
-                continue
-            if len(out) == query.limit:  # one match beyond the page exists: give it back, issue `next`
-                lane.buffer.appendleft(head)
-                lane.consumed -= 1
-                break
-            out.append(item)
-            emitted.add(key)
-        failed.update({upstream(lane.member): lane.failure for lane in lanes if lane.failure is not None})
-        self._check_failures(query, lanes, failed, out)
-        if first:
-            counts = [lane.matched for lane in lanes if lane.failure is None]
-            matched = sum(c for c in counts if c is not None) if None not in counts else None
-        more = len(out) == query.limit and any(lane.live and lane.buffer for lane in lanes)
-        token = self._token(lanes, emitted, matched, failed, qhash) if more else None
-        return Page(out, token, None if failed else matched, _status(lanes, failed, out), sorted(failed))
+                return None
+            best = min(heads, key=lambda ln: ln.buffer[0][0])
+            lead = best.buffer[0][0].lead()
+            waiting = [lane for lane in lanes if lane.waits_past(lead)]
+            if not waiting:
+                return best
+            await asyncio.gather(*(self._advance(query, qhash, lane) for lane in waiting))
 
-    def _check_failures(self, query: FederatedQuery, lanes: list[Lane], failed: dict[str, errors.GeofedError],
-                        out: list[dict[str, Any]]) -> None:
+    def _check_failures(self, query: FederatedQuery, lanes: list[Lane],
+                        failed: dict[str, errors.GeofedError]) -> None:
         if not failed:
             return
-        if len(failed) == 1 and not any(lane.failure is None for lane in lanes):
-            raise next(iter(failed.values()))  # the only member failed: its own 502/503/504
-        if query.strict or not any(lane.failure is None for lane in lanes):
+        alive = any(lane.failure is None for lane in lanes)
+        broken = {name: exc for name, exc in failed.items() if exc.status >= 500}
+        if not broken:  # only collections left out for being too broad to sort
+            if alive and not query.strict:
+                return
+            raise next(iter(failed.values()))
+        if len(broken) == 1 and not alive and len(failed) == 1:
+            raise next(iter(broken.values()))  # the only member failed: its own 502/503/504
+        if query.strict or not alive:
             names = ", ".join(f"{name} ({exc.message})" for name, exc in sorted(failed.items()))
-            why = "strict=true and" if query.strict and any(ln.failure is None for ln in lanes) else "every"
+            why = "strict=true and" if query.strict and alive else "every"
             raise errors.UpstreamError(f"federated search failed: {why} member failed: {names}",
-                                       upstream=",".join(sorted(failed)))
+                                       upstream=",".join(sorted(broken)))
 
     def _token(self, lanes: list[Lane], emitted: set[str], matched: int | None,
                failed: dict[str, errors.GeofedError], qhash: str) -> str:
         def encode(stash: set[str]) -> str:
             return self.signer.encode({
-                "lanes": {_lane_key(ln): ln.to_token(_lane_key(ln) in stash) for ln in lanes},
+                "lanes": {ln.key: ln.to_token(ln.key in stash) for ln in lanes},
                 "seen": sorted(emitted), "matched": matched,
-                "failed": {name: _failure(exc) for name, exc in failed.items()},
+                "failed": {name: failure_dict(exc) for name, exc in failed.items()},
             }, qhash)
 
-        # Stash what fits; the biggest stashes give way to re-reading (page, skip) first.
-        stash = {_lane_key(ln) for ln in lanes if not ln.full and ln.buffer}
+        # Stash what fits; the biggest stashes give way to re-reading (pages, skip) first.
+        stash = {ln.key for ln in lanes if not ln.full and ln.buffer}
         token = encode(stash)
         for lane in sorted(lanes, key=lambda ln: -len(orjson.dumps([item for _, item in ln.buffer]))):
             if len(token) <= self.token_budget:
                 break
-            stash.discard(_lane_key(lane))
+            stash.discard(lane.key)
             token = encode(stash)
         return token
 
     # ------------------------------------------------------------ member I/O
     async def _fill(self, query: FederatedQuery, qhash: str, lanes: list[Lane]) -> None:
         """Gives every live lane without a buffered item its next item(s), all lanes in parallel."""
-        while True:
-            hungry = [ln for ln in lanes if ln.failure is None and not ln.buffer and (not ln.done or ln.restash)]
-            if not hungry:
-                return
+        while hungry := [lane for lane in lanes if lane.hungry()]:
             await asyncio.gather(*(self._advance(query, qhash, lane) for lane in hungry))
 
     async def _advance(self, query: FederatedQuery, qhash: str, lane: Lane) -> None:
+        """Reads a lane on: its next page (added to what it holds), its buffer again, or all its matches."""
         try:
             if lane.full:
-                matches = await guarded(lane.member, lambda: self._read_all(query, qhash, lane),
-                                        self.registry.timeout)
+                matches = await self._all_matches(query, qhash, lane)
                 lane.matched = len(matches)
                 lane.buffer = deque(matches[lane.consumed:])
                 lane.done, lane.restash = True, False
-                return
-            lane.fetches += 1
-            if lane.fetches > MAX_FETCHES_PER_LANE:
-                raise errors.InvalidParameter(
-                    f"{title(lane.member)} returned too few matching items to fill a page; narrow the query "
-                    "(bbox, datetime, collections or a filter it supports)", parameter="filter")
-            state = lane.page_state if lane.restash else lane.state
-            params = query.member_params(lane.collections, _page_size(lane.member, query.limit + 1))
-            page = await guarded(lane.member, lambda: lane.member.search(params, state), self.registry.timeout)
-            items = _keyed(query, page.items)  # within a page, order is ours to guarantee
-            if lane.restash:
-                lane.buffer = deque(items[lane.consumed:])
-                lane.restash = False
-                return
-            lane.page_state, lane.consumed = lane.state, 0
-            lane.buffer = deque(items)
-            lane.state, lane.done = page.next, page.next is None
-            if lane.fetches == 1 and query.token is None:
-                lane.matched = page.matched
+            elif lane.restash:
+                await self._reread(query, lane)
+            else:
+                await self._read_page(query, lane)
+        except SortCapExceeded as exc:
+            if lane.named:
+                raise  # the client asked for this member: a 400 naming it
+            lane.failure = exc  # included only because no collections were named: left out, and said so
+            lane.buffer.clear()
         except errors.GeofedError as exc:
             if exc.status < 500 and not isinstance(exc, errors.UpstreamNotFound):
                 raise  # the client's query is wrong for this member: a 400 naming it, not a partial answer
             lane.failure = exc
             lane.buffer.clear()
 
-    async def _read_all(self, query: FederatedQuery, qhash: str, lane: Lane) -> list[tuple[SortKey, dict[str, Any]]]:
-        memo_key = (f"{lane.member.name}:{','.join(sorted(lane.collections))}", qhash)
+    async def _read_page(self, query: FederatedQuery, lane: Lane) -> None:
+        lane.fetches += 1
+        if lane.fetches > MAX_FETCHES_PER_LANE:
+            raise errors.InvalidParameter(
+                f"{title(lane.member)} returned too few matching items to fill a page; narrow the query "
+                "(bbox, datetime, collections or a filter it supports)", parameter="filter")
+        params = query.member_params(lane.collections, _page_size(lane.member, query.limit + 1))
+        state = lane.state
+        page = await guarded(lane.member, lambda: lane.member.search(params, state), self.registry.timeout)
+        if not lane.buffer:  # a fresh buffer: re-reading it starts at this page
+            lane.page_state, lane.pages, lane.consumed = state, 0, 0
+        lane.pages += 1
+        lane.take(query, page.items)
+        lane.state, lane.done = page.next, page.next is None
+        if lane.fetches == 1 and query.token is None:
+            lane.matched = page.matched
+
+    async def _reread(self, query: FederatedQuery, lane: Lane) -> None:
+        """Rebuilds a buffer the token did not stash: the same pages again (a member's page is a function of
+        its state), minus the items already taken."""
+        params = query.member_params(lane.collections, _page_size(lane.member, query.limit + 1))
+        state, horizon = lane.page_state, lane.horizon
+        for _ in range(max(1, lane.pages)):
+            page = await guarded(lane.member, lambda s=state: lane.member.search(params, s), self.registry.timeout)
+            lane.take(query, page.items)
+            state = page.next
+            if state is None:
+                break
+        for _ in range(min(lane.consumed, len(lane.buffer))):
+            lane.buffer.popleft()
+        lane.horizon, lane.restash = horizon, False
+
+    async def _all_matches(self, query: FederatedQuery, qhash: str,
+                           lane: Lane) -> list[tuple[SortKey, dict[str, Any]]]:
+        """A full lane's sorted matches, under the per-member timeout: memoized for the cache TTL, and one
+        read per (lane, query) at a time. With caching on, a read that outlives the timeout is not cancelled:
+        this page reports the member as timed out, and the read goes on (it stops at the cap) to serve the
+        same search on its following pages and repeats (STAC Browser, validators) from the memo."""
+        if self.cache_ttl <= 0:
+            return await guarded(lane.member, lambda: self._read_all(query, lane), self.registry.timeout)
+        memo_key = (lane.key, qhash)
         cached = self._memo.get(memo_key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        task = self._reads.get(memo_key)
+        if task is None:
+            task = asyncio.ensure_future(self._read_all(query, lane))
+            self._reads[memo_key] = task
+            task.add_done_callback(lambda done: self._settle(memo_key, done))
+        return await guarded(lane.member, lambda: asyncio.shield(task), self.registry.timeout)
+
+    def _settle(self, memo_key: tuple[str, str], task: asyncio.Future[Any]) -> None:
+        self._reads.pop(memo_key, None)
+        if task.cancelled() or task.exception() is not None:  # (retrieving it also keeps asyncio quiet)
+            return
+        matches = task.result()
+        self._memo[memo_key] = (time.monotonic() + self.cache_ttl, matches)
+        self._memo_items += len(matches)
+        while len(self._memo) > 1 and self._memo_items > MEMO_ITEMS:  # bounded memory, oldest out first
+            _, (_, dropped) = self._memo.popitem(last=False)
+            self._memo_items -= len(dropped)
+
+    async def _read_all(self, query: FederatedQuery, lane: Lane) -> list[tuple[SortKey, dict[str, Any]]]:
         params = query.member_params(lane.collections, _page_size(lane.member, MEMBER_PAGE_MAX * 5))
         state: Any = None
         found: dict[str, dict[str, Any]] = {}
@@ -236,80 +294,38 @@ class Federation:
         while True:
             page = await lane.member.search(params, state)
             scanned += len(page.items)
+            # Stop as soon as the cap is passed: by the member's own count when it gives one (first page),
+            # else by what was read (matches, or items that still had to be read to find them).
+            if max(scanned, page.matched or 0) > self.sort_cap:
+                raise self._over_cap(lane)
             for item in page.items:
                 if query.matches(item):
-                    found.setdefault(_item_key(item), item)
-            if len(found) > self.sort_cap or scanned > 20 * self.sort_cap:
-                raise errors.InvalidParameter(
-                    f"{title(lane.member)} cannot sort this search itself and it matches more than "
-                    f"{self.sort_cap} items there; narrow the query (bbox, datetime, collections or filter)",
-                    parameter="collections")
+                    found.setdefault(item_key(item), item)
             if page.next is None or (not page.items and page.next == state):
                 break
             state = page.next
-        matches = _keyed(query, list(found.values()))
-        if self.cache_ttl > 0:
-            self._memo[memo_key] = (time.monotonic() + self.cache_ttl, matches)
-            while len(self._memo) > 64:
-                self._memo.popitem(last=False)
-        return matches
+        return sorted(((query.sort_key(item), item) for item in found.values()), key=lambda pair: pair[0])
+
+    def _over_cap(self, lane: Lane) -> SortCapExceeded:
+        what = f"{title(lane.member)} ({', '.join(lane.collections)})"
+        if lane.named:
+            return SortCapExceeded(
+                f"{what} cannot sort this search itself and it has more than {self.sort_cap} matching items "
+                "there; narrow the query (bbox, datetime, collections or filter)", parameter="collections")
+        only = lane.collections[0] if len(lane.collections) == 1 else ",".join(lane.collections)
+        return SortCapExceeded(
+            f"{what} left out: it cannot sort this search itself and it has more than {self.sort_cap} matching "
+            f"items, more than geofed sorts to merge them with other members'. To include it, search it on its "
+            f"own (collections={only}, without sortby: its own order) or narrow the query (bbox, datetime, "
+            "filter)", parameter="collections", upstream=upstream(lane.member))
 
 
-# ------------------------------------------------------------------ token helpers
-def _lane_key(lane: Lane) -> str:
-    return f"{lane.member.name}:{','.join(sorted(lane.collections))}"
-
-
-def _keyed(query: FederatedQuery, items: list[dict[str, Any]]) -> list[tuple[SortKey, dict[str, Any]]]:
-    return sorted(((query.sort_key(item), item) for item in items), key=lambda pair: pair[0])
-
-
-def _restore(lane: Lane, saved: dict[str, Any] | None, query: FederatedQuery) -> None:
-    if saved is None:  # not in the token: the lane had nothing left
-        lane.done = True
-        return
-    lane.state, lane.done, lane.page_state, lane.consumed = saved["n"], saved["d"], saved["p"], saved["k"]
-    if "f" in saved:
-        lane.failure = _restore_failure(upstream(lane.member), saved["f"])
-    elif "b" in saved:
-        lane.buffer = deque((query.sort_key(item), item) for item in saved["b"])
-    else:
-        lane.restash = bool(saved.get("r"))
-        if lane.full:
-            lane.done = not lane.restash
+def _kind(member: Member, collection_id: str, query: FederatedQuery) -> LaneKind:
+    """`primary` when the member orders this collection by the lead sort field, else `full`."""
+    sortable = getattr(member, "sortable", None)  # optional Member hook (see stac_bridge.member)
+    fields = set(sortable([collection_id])) if callable(sortable) else set()
+    return "primary" if query.order[0][0] in fields else "full"
 
 
 def _page_size(member: Member, wanted: int) -> int:
     return max(1, min(wanted, int(getattr(member, "max_page_size", MEMBER_PAGE_MAX))))
-
-
-def _item_key(item: dict[str, Any]) -> str:
-    raw = f"{item.get('collection')}\x1f{item.get('id')}".encode()
-    return hashlib.blake2b(raw, digest_size=8).hexdigest()
-
-
-def _failure(exc: errors.GeofedError) -> dict[str, Any]:
-    return {"status_code": exc.status, "code": exc.code, "error": exc.message}
-
-
-def _restore_failure(name: str, saved: dict[str, Any]) -> errors.GeofedError:
-    exc = errors.UpstreamError(f"{saved['error']} (failed on an earlier page of this search)", upstream=name)
-    exc.status, exc.code = int(saved["status_code"]), str(saved["code"])
-    return exc
-
-
-def _status(lanes: list[Lane], failed: dict[str, errors.GeofedError],
-            items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per upstream: ok with the number of its items on this page, or failed with why."""
-    owner = {c: upstream(lane.member) for lane in lanes for c in lane.collections}
-    out: dict[str, dict[str, Any]] = {}
-    for lane in lanes:
-        if lane.failure is None and upstream(lane.member) not in failed:
-            out.setdefault(upstream(lane.member), {"status": "ok", "returned": 0})
-    for item in items:
-        name = owner.get(str(item.get("collection")))
-        if name in out:
-            out[name]["returned"] += 1
-    for name, exc in failed.items():
-        out[name] = {"status": "failed", **_failure(exc)}
-    return out

@@ -17,9 +17,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from geofed.query import BBox, FeatureQuery, FeatureSource
+from geofed.query import BBox, FeatureQuery, FeatureSource, sortable_fields
 
 SortBy = list[tuple[str, Literal["asc", "desc"]]]
+# The first key of the default order (datetime descending, then collection, then id).
+DEFAULT_LEAD: SortBy = [("datetime", "desc")]
 
 
 @dataclass
@@ -55,7 +57,13 @@ class Member(Protocol):
       then skips them instead of listing their collections;
     - `max_page_size: int = 100` — the most items the bridge asks for in one `search` call;
     - `upstream: str = name` — the upstream's name when `name` differs (two members of one upstream): used
-      in error messages, `federation:missing` and the collections' `via` link.
+      in error messages, `federation:missing` and the collections' `via` link;
+    - `sortable(collections) -> set[str]` (default: nothing) — fields (as `sortby` names them) on which
+      `search` over these collections orders its items when that field leads the order, ascending or
+      descending, *ties in any order*: the first entry of `params.sortby`, or `datetime` descending when
+      `sortby` is empty. The bridge then merges the member lazily and exactly (it reads on while the last item
+      it holds still ties with the one it is about to return) instead of reading all its matches to sort them.
+      `sorts_natively` is the stronger promise (the whole order, ties included).
     `search` must return exactly the items of the page `state` designates (same state → same page), because
     the bridge may re-read a page instead of stashing its items in the token.
     """
@@ -102,6 +110,13 @@ class SourceMember:
     def sorts_natively(self, sortby: SortBy) -> bool:
         return False
 
+    def sortable(self, collections: list[str]) -> set[str]:
+        """What every one of these collections' sources sorts on upstream (one collection: the bridge gives
+        a member that does not sort natively one lane per collection; several are read one after another)."""
+        if len(collections) != 1 or collections[0] not in self.sources:
+            return set()
+        return sortable_fields(self.sources[collections[0]])
+
     async def search(self, params: SearchParams, state: Any | None) -> MemberPage:
         """One collection at a time; state = {"c": index of the collection, "o": offset inside it}."""
         state = state or {"c": 0, "o": 0}
@@ -110,9 +125,13 @@ class SourceMember:
         if index >= len(ids):
             return MemberPage([], None)
         source = self.sources[ids[index]]
+        # Pass the leading sort key through when the source sorts on it upstream (the only key it is asked
+        # for: sources sort on one property); otherwise the source's own order, which the bridge re-sorts.
+        lead = (params.sortby or DEFAULT_LEAD)[:1]
         query = FeatureQuery(
             offset=offset, limit=params.limit, bbox=params.bbox, intersects=params.intersects,
             start=params.start, end=params.end, filter=params.filter, ids=params.ids,
+            sortby=lead if lead and lead[0][0] in sortable_fields(source) else [],
         )
         page = await source.query(query)
         items = [source.to_item(r) for r in page.records]

@@ -171,6 +171,10 @@ class SortKey:
             return less if direction == "asc" else not less
         return False
 
+    def lead(self) -> SortKey:
+        """The key of the first sort field alone (what a member that sorts on the lead field orders by)."""
+        return SortKey(self.values[:1], self.order[:1])
+
     __hash__ = None  # type: ignore[assignment]
 
 

@@ -26,7 +26,7 @@ import orjson
 from geofed.errors import InvalidParameter
 
 TOKEN_TTL_SECONDS = 3600.0
-_VERSION = 1
+_VERSION = 2  # 2: one lane per collection of a member that does not sort natively
 
 
 def _b64(data: bytes) -> str:

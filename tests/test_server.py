@@ -56,7 +56,12 @@ def test_stac_landing_page(geofed: GeofedServer) -> None:
 
 def test_both_faces_list_the_same_collections(geofed: GeofedServer) -> None:
     ogc = {c["id"] for c in geofed.get("/collections", params={"f": "json"}).json()["collections"]}
-    stac = {c["id"] for c in geofed.get("/stac/collections").json()["collections"]}
+    stac: set[str] = set()
+    url: str | None = f"{geofed.url}/stac/collections"
+    while url:  # collection search pages the list: follow `next`
+        page = httpx.get(url, timeout=60).json()
+        stac |= {c["id"] for c in page["collections"]}
+        url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
     assert ogc, "no OGC collections configured"
     assert ogc <= stac, f"OGC collections missing from STAC: {sorted(ogc - stac)}"
 
@@ -64,7 +69,7 @@ def test_both_faces_list_the_same_collections(geofed: GeofedServer) -> None:
 @pytest.mark.parametrize("public_url", ["https://example.org/geofed", "http://proxy.invalid:8080/a/b"])
 def test_every_link_uses_the_public_url(start_geofed: Any, public_url: str) -> None:
     server: GeofedServer = start_geofed(GEOFED_PUBLIC_URL=public_url)
-    pages = ["/?f=json", "/collections?f=json", "/conformance?f=json", "/processes?f=json", "/stac/",
+    pages = ["/?f=json", "/collections?f=json", "/processes?f=json", "/jobs?f=json", "/stac/",
              "/stac/collections"]
     collections = server.get("/collections", params={"f": "json"}).json()["collections"]
     if collections:

@@ -35,13 +35,13 @@ START, END = _when(WINDOW[0]), _when(WINDOW[1])
 
 
 # ------------------------------------------------------------------ truth, from the simulators
-def sentinelhub_truth(sims: Any, collection: str) -> dict[str, str]:
-    """id → datetime of every item of one Sentinel Hub collection in WINDOW, read from the simulator."""
+def sentinelhub_truth(sims: Any, collection: str, window: tuple[str, str] = WINDOW) -> dict[str, str]:
+    """id → datetime of every item of one Sentinel Hub collection in `window`, read from the simulator."""
     token = sims.post("sentinelhub", "/auth/realms/main/protocol/openid-connect/token", data={
         "grant_type": "client_credentials", "client_id": "geofed-demo", "client_secret": "demo-secret"}).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     found: dict[str, str] = {}
-    body: dict[str, Any] = {"collections": [collection.split(":", 1)[1]], "limit": 100, "datetime": "/".join(WINDOW)}
+    body: dict[str, Any] = {"collections": [collection.split(":", 1)[1]], "limit": 100, "datetime": "/".join(window)}
     while True:
         page = sims.post("sentinelhub", "/api/v1/catalog/1.0.0/search", json=body, headers=headers).json()
         found.update({f["id"]: f["properties"]["datetime"] for f in page["features"]})
@@ -216,3 +216,72 @@ def test_links_follow_a_prefixed_public_url(start_geofed: Any) -> None:
     hrefs = [ln["href"] for f in page["features"] for ln in f["links"] if ln["rel"] in own_rels]
     hrefs += [ln["href"] for ln in page["links"]]
     assert hrefs and all(h.startswith(prefix) for h in hrefs), hrefs
+
+
+# ------------------------------------------------------------------ unrestricted and lazily merged searches
+SORT_CAP = 3000  # a server whose cap sits below Epoch's plot count and CarbonMapper STAC's collections
+
+
+def test_unrestricted_search_leaves_out_what_it_cannot_sort_and_says_so(start_geofed: Any, sims: Any) -> None:
+    server = start_geofed(GEOFED_FEDERATION_SORT_CAP=str(SORT_CAP))
+    assert sims.info("epoch")["plots"] > SORT_CAP
+    response = server.get(SEARCH, params={"limit": 7}, timeout=300)  # what STAC Browser asks first
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Geofed-Partial"] == "true"
+    page = response.json()
+    assert "epoch" in page["federation:missing"] and "appeears" not in page["federation:members"]
+    epoch = page["federation:members"]["epoch"]
+    assert epoch["status"] == "omitted" and str(SORT_CAP) in epoch["error"]
+    assert "collections=epoch-plots" in epoch["error"], "the status says how to include it"
+    assert page["federation:members"]["spaceknow"]["status"] == "ok"
+    assert len(page["features"]) == 7
+    keys = [(-_when(f["properties"]["datetime"]).timestamp(), f["collection"], f["id"]) for f in page["features"]]
+    assert keys == sorted(keys)
+    nxt = next(ln["href"] for ln in page["links"] if ln["rel"] == "next")
+    second = httpx.get(nxt, timeout=300)
+    assert second.status_code == 200 and "epoch" in second.json()["federation:missing"]
+    later = [(-_when(f["properties"]["datetime"]).timestamp(), f["collection"], f["id"])
+             for f in second.json()["features"]]
+    assert later and keys[-1] < later[0] and later == sorted(later)
+    # named, it is the client's query that is too broad: a 400 naming the member
+    named = server.get(SEARCH, params={"collections": "epoch-plots,spaceknow-scenes"}, timeout=300)
+    assert named.status_code == 400 and "Epoch" in named.json()["description"], named.text
+    assert "narrow" in named.json()["description"]
+    # alone, without sortby, it pages in its own order: nothing to merge
+    alone = server.get("/stac/collections/epoch-plots/items", params={"limit": 5}, timeout=300)
+    assert alone.status_code == 200 and len(alone.json()["features"]) == 5, alone.text
+    assert "X-Geofed-Partial" not in alone.headers
+
+
+def plume_truth(sims: Any, count: int) -> dict[tuple[str, str], str]:
+    """The `count` newest plumes, read from the simulator's plume list (upstream order: newest scene first)."""
+    body = sims.get("carbonmapper", "/api/v1/catalog/plumes/annotated",
+                    params={"sort": "desc", "limit": count}).json()
+    return {("carbonmapper-plumes", p["plume_id"]): p["scene_timestamp"] for p in body["items"]}
+
+
+def test_plumes_sorted_upstream_are_merged_lazily_and_exactly(start_geofed: Any, sims: Any) -> None:
+    server = start_geofed(GEOFED_CACHE_TTL="0")
+    everything = ("2000-01-01T00:00:00Z", "2030-01-01T00:00:00Z")
+    s1 = "sentinelhub:sentinel-1-grd"
+    truth = {(s1, i): d for i, d in sentinelhub_truth(sims, s1, everything).items()}
+    truth.update(plume_truth(sims, 200))
+    wanted = 45
+    expected = default_order(list(truth), truth)[:wanted]
+    assert any(c == s1 for c, _ in expected) and any(c != s1 for c, _ in expected), "both members take part"
+    sims.clear("carbonmapper")
+    client = Client.open(f"{server.url}/stac", timeout=300)  # no trailing slash, as users type it
+    search = client.search(collections=["carbonmapper-plumes", s1], limit=10, max_items=wanted)
+    got = [(i["collection"], i["id"]) for i in search.items_as_dicts()]
+    assert got == expected
+    plume_calls = sims.log("carbonmapper", "/plumes/annotated")
+    total = sims.info("carbonmapper")["min_plumes"]
+    assert 0 < len(plume_calls) <= 12 < total // 100, f"{len(plume_calls)} plume calls: not a lazy read"
+
+
+def test_landing_page_without_trailing_slash(geofed: Any) -> None:
+    client = Client.open(f"{geofed.url}/stac", timeout=120)
+    assert client.id == "geofed" and client.conforms_to("ITEM_SEARCH")
+    assert "sentinelhub:sentinel-2-l2a" in {c.id for c in client.get_collections()}
+    items = list(client.search(collections=SH_COLLECTIONS[:1], datetime="/".join(WINDOW), max_items=3).items())
+    assert len(items) == 3

@@ -31,15 +31,20 @@ def item(collection: str, n: int, hours: int, cloud: float = 0.0) -> dict[str, A
 
 
 class ListMember:
-    """Pages through fixed items by offset; `sorts` says whether it returns them in the default order."""
+    """Pages through fixed items by offset. `sorts`: "exact" returns them in the default order (ties by
+    collection, id), "lead" orders by datetime only with ties in *reverse* id order (and says so through
+    `sortable`), "none" keeps the list's order. `delay` seconds per call; `reports_matched` toggles counts."""
 
-    def __init__(self, name: str, items: list[dict[str, Any]], sorts: bool = True, page: int = 4,
-                 failure: errors.GeofedError | None = None) -> None:
+    def __init__(self, name: str, items: list[dict[str, Any]], sorts: bool | str = True, page: int = 4,
+                 failure: errors.GeofedError | None = None, delay: float = 0.0,
+                 reports_matched: bool = True) -> None:
         self.name = name
         self.items = items
-        self.sorts = sorts
+        self.sorts = {True: "exact", False: "none"}.get(sorts, sorts) if isinstance(sorts, bool) else sorts
         self.max_page_size = page
         self.failure = failure
+        self.delay = delay
+        self.reports_matched = reports_matched
         self.calls = 0
 
     async def collections(self) -> list[dict[str, Any]]:
@@ -49,19 +54,29 @@ class ListMember:
         return any(i["collection"] == collection_id for i in self.items)
 
     def sorts_natively(self, sortby: SortBy) -> bool:
-        return self.sorts and not sortby
+        return self.sorts == "exact" and not sortby
+
+    def sortable(self, collections: list[str]) -> set[str]:
+        return {"datetime"} if self.sorts == "lead" else set()
 
     async def search(self, params: SearchParams, state: Any | None) -> MemberPage:
         self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.failure is not None:
             raise self.failure
         offset = int(state or 0)
         chosen = [i for i in self.items if i["collection"] in params.collections]
-        if self.sorts:
-            chosen.sort(key=lambda i: (i["properties"]["datetime"], ), reverse=True)
+        if self.sorts == "exact":
+            chosen.sort(key=lambda i: (i["collection"], i["id"]))
+            chosen.sort(key=lambda i: i["properties"]["datetime"], reverse=True)
+        elif self.sorts == "lead":
+            descending = not params.sortby or params.sortby[0] == ("datetime", "desc")
+            chosen.sort(key=lambda i: (i["properties"]["datetime"], i["id"]), reverse=descending)
         page = chosen[offset:offset + params.limit]
         more = offset + params.limit < len(chosen)
-        return MemberPage(page, offset + params.limit if more else None, len(chosen))
+        return MemberPage(page, offset + params.limit if more else None,
+                          len(chosen) if self.reports_matched else None)
 
     async def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]:
         raise errors.NotFound("no")
@@ -70,8 +85,8 @@ class ListMember:
         return {}
 
 
-def federation(*members: ListMember, budget: int = 6000, cap: int = 10_000) -> Federation:
-    registry = Registry(list(members), timeout=5, cache_ttl=0)
+def federation(*members: ListMember, budget: int = 6000, cap: int = 10_000, timeout: float = 5) -> Federation:
+    registry = Registry(list(members), timeout=timeout, cache_ttl=0)
     return Federation(registry, TokenSigner(b"k" * 32), sort_cap=cap, cache_ttl=0, token_budget=budget)
 
 
@@ -163,11 +178,107 @@ def test_token_is_signed_and_bound_to_its_query() -> None:
         asyncio.run(foreign.page(FederatedQuery.from_request(limit=3, token=token)))
 
 
-def test_over_the_sort_cap_is_a_400_naming_the_member() -> None:
+def ties() -> tuple[ListMember, ListMember, ListMember, list[dict[str, Any]]]:
+    """Two lead-sorting members whose instants repeat (three items an hour) and tie across members and pages."""
+    a = [item("a", n, hours=n // 3) for n in range(17)]
+    b = [item("b", n, hours=n // 3) for n in range(14)]
+    c = [item("c", n, hours=n // 2) for n in range(9)]
+    return ListMember("alpha", a, sorts="lead", page=2), ListMember("beta", b, sorts="lead", page=3), \
+        ListMember("gamma", c, sorts=False), a + b + c
+
+
+@pytest.mark.parametrize("budget", [6000, 0], ids=["stash", "re-read"])
+@pytest.mark.parametrize("limit", [1, 4, 7])
+def test_members_sorting_on_the_lead_key_merge_lazily_and_exactly(budget: int, limit: int) -> None:
+    a, b, c, everything = ties()
+    pages = every_page(federation(a, b, c, budget=budget), limit=limit)
+    got = [f"{i['collection']}/{i['id']}" for page in pages for i in page]
+    assert got == default_order(everything)
+    assert [len(p) for p in pages[:-1]] == [limit] * (len(pages) - 1)
+
+
+def test_lead_sorting_member_is_read_only_as_far_as_the_page_needs() -> None:
+    a = ListMember("alpha", [item("a", n, hours=n // 3) for n in range(300)], sorts="lead", page=5)
+    b = ListMember("beta", [item("b", n, hours=n) for n in range(300)], sorts="lead", page=5)
+    page = asyncio.run(federation(a, b).page(FederatedQuery.from_request(limit=5)))
+    assert [i["id"] for i in page.items] == ["b-299", "b-298", "b-297", "b-296", "b-295"]
+    assert page.matched == 600 and page.token
+    assert a.calls + b.calls <= 4, "a lazy merge reads a page or two per member, not 120 pages"
+    # ascending on the lead key works the same way
+    up = asyncio.run(federation(a, b).page(FederatedQuery.from_request(limit=4, sortby=["+datetime"])))
+    assert [i["id"] for i in up.items] == ["a-0", "a-1", "a-2", "b-0"]
+
+
+def test_over_the_sort_cap_is_a_400_naming_the_member_when_named() -> None:
     c = ListMember("gamma", [item("c", n, n) for n in range(30)], sorts=False)
-    with pytest.raises(errors.InvalidParameter) as caught:
-        asyncio.run(federation(c, cap=20).page(FederatedQuery.from_request(limit=5)))
-    assert "gamma" in caught.value.message and "narrow" in caught.value.message
+    a = ListMember("alpha", [item("a", n, n) for n in range(5)])
+    for query in ({"collections": ["c", "a"]}, {"collections": ["c"], "sortby": ["-datetime"]}):
+        with pytest.raises(errors.InvalidParameter) as caught:
+            asyncio.run(federation(c, a, cap=20).page(FederatedQuery.from_request(limit=5, **query)))
+        assert "gamma" in caught.value.message and "narrow" in caught.value.message
+
+
+def test_over_the_sort_cap_unnamed_is_left_out_and_said_so() -> None:
+    c = ListMember("gamma", [item("c", n, n) for n in range(30)], sorts=False)
+    a = ListMember("alpha", [item("a", n, n) for n in range(7)])
+    fed = federation(c, a, cap=20)
+    page = asyncio.run(fed.page(FederatedQuery.from_request(limit=5)))
+    assert page.partial and page.missing == ["gamma"] and page.matched is None
+    block = page.members["gamma"]
+    assert block["status"] == "omitted" and "20" in block["error"] and "collections=c" in block["error"]
+    assert [i["id"] for i in page.items] == ["a-6", "a-5", "a-4", "a-3", "a-2"]
+    nxt = asyncio.run(fed.page(FederatedQuery.from_request(limit=5, token=page.token)))
+    assert [i["id"] for i in nxt.items] == ["a-1", "a-0"] and nxt.missing == ["gamma"]
+    with pytest.raises(errors.InvalidParameter):  # strict: nothing may be left out
+        asyncio.run(fed.page(FederatedQuery.from_request(limit=5, strict=True)))
+    with pytest.raises(errors.InvalidParameter):  # nothing left at all: the 400 itself
+        asyncio.run(federation(c, cap=20).page(FederatedQuery.from_request(limit=5, sortby=["-datetime"])))
+
+
+@pytest.mark.parametrize("reports_matched", [True, False])
+def test_reading_a_non_sorting_member_stops_at_the_cap(reports_matched: bool) -> None:
+    c = ListMember("gamma", [item("c", n, n) for n in range(1000)], sorts=False, page=10,
+                   reports_matched=reports_matched)
+    a = ListMember("alpha", [item("a", n, n) for n in range(5)])
+    page = asyncio.run(federation(c, a, cap=25).page(FederatedQuery.from_request(limit=5)))
+    assert page.missing == ["gamma"]
+    assert c.calls == (1 if reports_matched else 3), "read one page past the cap at most"
+
+
+def test_a_non_sorting_member_slower_than_the_timeout_is_a_failure() -> None:
+    slow = ListMember("gamma", [item("c", n, n) for n in range(40)], sorts=False, page=10, delay=0.3)
+    a = ListMember("alpha", [item("a", n, n) for n in range(5)])
+    page = asyncio.run(federation(slow, a, timeout=0.5).page(FederatedQuery.from_request(limit=5)))
+    assert page.missing == ["gamma"] and page.members["gamma"]["status"] == "failed"
+    assert page.members["gamma"]["status_code"] == 504 and len(page.items) == 5
+
+
+def test_a_timed_out_full_read_goes_on_and_serves_the_same_search_again() -> None:
+    slow = ListMember("gamma", [item("c", n, 2 * n) for n in range(40)], sorts=False, page=10, delay=0.2)
+    a = ListMember("alpha", [item("a", n, 2 * n + 1) for n in range(5)])
+    registry = Registry([slow, a], timeout=0.5, cache_ttl=60)
+    fed = Federation(registry, TokenSigner(b"k" * 32), sort_cap=10_000, cache_ttl=60)
+
+    async def twice() -> tuple[Any, Any, int]:
+        first = await fed.page(FederatedQuery.from_request(limit=5))
+        await asyncio.sleep(0.8)  # the read (4 calls of 0.2 s) finishes in the background
+        calls = slow.calls
+        return first, await fed.page(FederatedQuery.from_request(limit=5)), calls
+
+    first, again, calls = asyncio.run(twice())
+    assert first.missing == ["gamma"] and first.members["gamma"]["status_code"] == 504
+    assert calls == 4 and slow.calls == 4, "the read was neither cancelled nor repeated"
+    assert not again.partial and [i["id"] for i in again.items] == ["c-39", "c-38", "c-37", "c-36", "c-35"]
+
+
+@pytest.mark.parametrize("budget", [6000, 0], ids=["stash", "re-read"])
+def test_single_member_without_sortby_pages_lazily_in_its_own_order(budget: int) -> None:
+    items = [item("c", n, (n * 7) % 30) for n in range(30)]
+    c = ListMember("gamma", items, sorts=False, page=4)
+    pages = every_page(federation(c, cap=20, budget=budget), limit=4)
+    assert [i["id"] for page in pages for i in page] == [i["id"] for i in items]
+    first = asyncio.run(federation(c, cap=20).page(FederatedQuery.from_request(limit=4)))
+    assert first.matched == 30 and not first.partial
 
 
 def test_bad_bbox_and_intersects_are_400s() -> None:

@@ -86,9 +86,8 @@ def test_every_collection_and_items_of_each_validate(geofed: Any) -> None:
         if collection.id.startswith("appeears:"):
             continue  # metadata-only collections: no items
         response = geofed.get(f"/stac/collections/{collection.id}/items", params={"limit": 3})
-        if response.status_code != 200:  # a member too broad to sort without a filter answers 400: say so
-            assert response.status_code == 400 and "narrow" in response.json()["description"], response.text
-            continue
+        assert response.status_code == 200, response.text  # one collection: its own order, however large
+        assert response.json()["features"], f"{collection.id} has no items"
         for feature in response.json()["features"]:
             try:
                 pystac.Item.from_dict(feature).validate()

@@ -21,6 +21,7 @@ class ProductMember:
     """A federation member whose collections are AppEEARS products and whose searches are empty."""
 
     name = NAME
+    searchable = False  # no items: a search without `collections` skips these (they are found by listing)
 
     def __init__(self, client: AppeearsClient | None = None) -> None:
         self._client = client

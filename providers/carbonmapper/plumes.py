@@ -78,6 +78,11 @@ class PlumeSource:
     def fields(self) -> dict[str, dict[str, Any]]:
         return FIELDS
 
+    def sortable(self) -> set[str]:
+        """STAC item fields the upstream sorts on (`geofed.query.FeatureSource`): `sort=asc|desc` orders by
+        `scene_timestamp`, which is the item's `datetime` (ties by plume name, descending)."""
+        return {"datetime"}
+
     @property
     def base(self) -> str:
         return get_settings().public_url

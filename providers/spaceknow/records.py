@@ -14,10 +14,14 @@ from geofed.errors import UpstreamError
 
 COLLECTION_ID = "spaceknow-scenes"
 UPSTREAM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # SpaceKnow datetimes: UTC, no `T`/`Z`
-STAC_EXTENSIONS = [
+ITEM_EXTENSIONS = [
     "https://stac-extensions.github.io/view/v1.1.0/schema.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
 ]
+# The collection document's own extensions. Not the items': an extension listed on a Collection must show in
+# its summaries, assets or item_assets (the view schema fails a Collection without one), and the collection
+# has no view or proj summaries to give (nothing is known of the archive before a search).
+STAC_EXTENSIONS: list[str] = []
 # eo common band names that SpaceKnow band `names` use. Bands go to `spaceknow:bands`: STAC 1.1 core (and eo) allow
 # `bands` / `eo:bands` in item properties only when an asset carries bands, and a search result has no assets.
 COMMON_NAMES = {"coastal", "blue", "green", "red", "rededge", "yellow", "pan", "nir", "nir08", "nir09", "cirrus",
@@ -81,7 +85,7 @@ def to_item(scene: dict[str, Any], collection_id: str = COLLECTION_ID) -> dict[s
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": STAC_EXTENSIONS,
+        "stac_extensions": ITEM_EXTENSIONS,
         "id": scene["sceneId"],
         "collection": collection_id,
         "geometry": footprint,
