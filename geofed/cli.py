@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 
 import click
 
@@ -30,12 +32,31 @@ def serve(host: str | None, port: int | None) -> None:
         os.environ["GEOFED_PUBLIC_URL"] = f"http://{host or '127.0.0.1'}:{port or 5000}"
     get_settings.cache_clear()
     settings = get_settings()
+    _limit_malloc_arenas(settings.malloc_arenas)
     from geofed.app import create_app
 
     app = create_app(settings)
     click.echo(f"geofed on http://{settings.host}:{settings.port}  (OGC API: /   STAC API: /stac/)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 proxy_headers=True, timeout_graceful_shutdown=5)
+
+
+def _limit_malloc_arenas(arenas: int) -> None:
+    """Caps glibc's malloc arenas before the worker threads start.
+
+    glibc gives each thread that allocates its own arena (up to 8 × cores) and rarely returns their memory, so
+    64 worker threads that each build a large page keep every page's high-water mark: measured on Epoch's
+    1000-plot pages, peak RSS passed 240 MB with the default and levelled near 170 MB with few arenas. The
+    `MALLOC_ARENA_MAX` environment variable does the same but must be set before the process starts.
+    """
+    if arenas <= 0 or sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to tune
+        return
+    m_arena_max = -8  # from glibc's malloc.h
+    libc.mallopt(m_arena_max, arenas)
 
 
 @main.command()

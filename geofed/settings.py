@@ -77,6 +77,7 @@ class Settings(BaseSettings):
         10_000, description="most matches read from a STAC member that cannot sort as asked (more → 400)"
     )
     pagination_secret: SecretStr | None = Field(None, description="HMAC key for STAC paging tokens")
+    malloc_arenas: int = Field(2, description="glibc malloc arenas for `geofed serve` (0 = glibc's default)")
     simulator_port: int = Field(0, description="port of the in-process simulators in demo mode; 0 = any free")
 
     @field_validator("public_url")

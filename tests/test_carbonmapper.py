@@ -45,7 +45,7 @@ def follow(url: str, params: dict[str, Any] | None = None, max_pages: int = 200)
         response = httpx.get(nxt[0], timeout=60)
 
 
-@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL ogrinfo (Debian gdal-bin) not installed")
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="REQUIRES-TOOL: ogrinfo (gdal-bin)")
 def test_ogrinfo_lists_collections_and_counts_a_bbox(geofed: Any, sims: Any) -> None:
     listing = subprocess.run(["timeout", "60", "ogrinfo", "-ro", "-so", f"OAPIF:{geofed.url}"],
                              capture_output=True, text=True, check=True).stdout

@@ -152,7 +152,7 @@ def test_a_slowly_dripping_stream_still_gives_exact_pages(geofed: Any, sims: Any
     assert [f["id"] for f in first["features"] + second["features"]] == truth[:24]
 
 
-@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL ogrinfo (Debian gdal-bin) not installed")
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="REQUIRES-TOOL: ogrinfo (gdal-bin)")
 def test_ogrinfo_counts_a_filtered_layer(geofed: Any, sims: Any) -> None:
     truth = upstream(sims, facility_id="lbc-sefwi-01", filename="cocoa-gha-2024")
     info = subprocess.run(["timeout", "120", "ogrinfo", "-ro", "-so", "-where", "facility_id = 'lbc-sefwi-01'",
@@ -212,7 +212,7 @@ def test_stac_face_serves_the_same_plots_as_valid_items(geofed: Any, sims: Any) 
     assert {i["id"] for i in found} == expected
 
     if not SCHEMAS.exists():
-        pytest.skip(f"offline STAC schemas not found at {SCHEMAS}")
+        pytest.skip(f"REQUIRES-SCHEMAS: offline STAC schemas not found at {SCHEMAS}")
     hosts = {"https://schemas.stacspec.org/": SCHEMAS / "stac",
              "https://geojson.org/schema/": SCHEMAS / "stac" / "geojson.org" / "schema"}
 

@@ -167,7 +167,8 @@ def test_identical_concurrent_requests_through_geofed_cause_one_upstream_call(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    sims.faults("carbonmapper", latency_ms=400, path="/api/v1/catalog/plumes")
+    # a slow upstream keeps the first call in flight while all twenty arrive, even on a loaded machine
+    sims.faults("carbonmapper", latency_ms=2000, path="/api/v1/catalog/plumes")
     params = {"f": "json", "limit": 5, "offset": 31}
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(lambda _: geofed.get("/collections/carbonmapper-plumes/items", params=params),
@@ -184,3 +185,21 @@ def test_read_cache_serves_repeated_reads(sims: Sims) -> None:
     second = run_sync(client.get_json(CM_PLUMES, params={"limit": 3}, cache=True))
     assert first == second
     assert len(sims.log("carbonmapper", CM_PLUMES)) == 1
+
+
+def test_redis_cache_is_shared_by_replicas(sims: Sims, start_geofed: Any) -> None:
+    import random
+
+    from tests.conftest import require_service
+
+    require_service("127.0.0.1", 6379, "Redis")
+    a = start_geofed(GEOFED_REDIS_URL="redis://127.0.0.1:6379/0")
+    b = start_geofed(GEOFED_REDIS_URL="redis://127.0.0.1:6379/0")
+    # a page no earlier run asked for (Redis outlives test runs)
+    params = {"f": "json", "limit": 3, "offset": random.randrange(100, 4000)}
+    sims.clear("carbonmapper")
+    first = a.get("/collections/carbonmapper-scenes/items", params=params)
+    second = b.get("/collections/carbonmapper-scenes/items", params=params)
+    assert first.status_code == second.status_code == 200
+    assert [f["id"] for f in first.json()["features"]] == [f["id"] for f in second.json()["features"]]
+    assert len(sims.log("carbonmapper", "/api/v1/catalog/scenes")) == 1  # B read A's cached upstream answer

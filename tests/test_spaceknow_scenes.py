@@ -145,7 +145,7 @@ def test_no_bbox_answers_from_the_default_areas(geofed: Any, sims: Any) -> None:
     assert {f["id"] for f in response.json()["features"]} == expected
 
 
-@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL ogrinfo (Debian gdal-bin) not installed")
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="REQUIRES-TOOL: ogrinfo (gdal-bin)")
 def test_ogrinfo_reads_the_whole_layer_and_a_wide_bbox(geofed: Any, sims: Any) -> None:
     options = yaml.safe_load(CONFIG.read_text())[COLLECTION]["providers"][0]["options"]
     datasets = {(d["provider"], d["dataset"]) for d in options["datasets"]}
@@ -226,7 +226,7 @@ def test_search_follows_the_cursor(geofed: Any, sims: Any) -> None:
 
 def stac_validator() -> Any:
     if not SCHEMAS.exists():
-        pytest.skip(f"offline STAC schemas not found at {SCHEMAS}")
+        pytest.skip(f"REQUIRES-SCHEMAS: offline STAC schemas not found at {SCHEMAS}")
 
     def retrieve(uri: str) -> Resource:
         for prefix, folder in SCHEMA_HOSTS.items():
