@@ -159,6 +159,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     logging.basicConfig(level=settings.log_level.upper())
     # pygeoapi's l10n warns "unknown locale 'type'" for every JSON-schema dict inside process metadata
     logging.getLogger("pygeoapi.l10n").setLevel(logging.ERROR)
+    # httpx logs every upstream URL at INFO; geofed's own metrics and /healthz cover that without the noise
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     simulator_server = start_simulators(settings)
     upstreams.init_health(settings)
 
