@@ -12,6 +12,7 @@ Figures are printed, never asserted.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -24,7 +25,10 @@ LATENCY_MS = 400
 COLLECTIONS = ["sentinelhub:sentinel-2-l2a", "sentinelhub:sentinel-2-l1c", "sentinelhub:sentinel-1-grd",
                "carbonmapper-plumes"]
 WARMUP_WINDOW = "2024-06-01T00:00:00Z/2024-06-03T00:00:00Z"  # tokens, connections, conformance
-TIMED_WINDOW = "2024-06-05T00:00:00Z/2024-06-07T00:00:00Z"  # a query no earlier request made (nothing cached)
+# Queries no earlier request made (nothing cached); the median of the runs is the figure.
+TIMED_WINDOWS = ["2024-06-05T00:00:00Z/2024-06-07T00:00:00Z", "2024-06-09T00:00:00Z/2024-06-11T00:00:00Z",
+                 "2024-06-13T00:00:00Z/2024-06-15T00:00:00Z", "2024-06-17T00:00:00Z/2024-06-19T00:00:00Z",
+                 "2024-06-21T00:00:00Z/2024-06-23T00:00:00Z"]
 ITERATION_WINDOW = "2024-01-01T00:00:00Z/2024-12-31T23:59:59Z"
 UPSTREAMS = ("sentinelhub", "carbonmapper")
 CALL_PATHS = {"sentinelhub": "/api/v1/catalog/1.0.0/search", "carbonmapper": "/api/v1/"}
@@ -58,20 +62,26 @@ def fan_out(url: str, env: dict[str, str], collections: list[str]) -> None:
     query: dict[str, Any] = {"collections": collections, "limit": 10}
     warm = httpx.post(f"{url}/stac/search", json={**query, "datetime": WARMUP_WINDOW}, timeout=300)
     warm.raise_for_status()
-    _clear(env)
-    for name in UPSTREAMS:
-        httpx.post(f"{_sim(env, name)}/_sim/faults", json={"latency_ms": LATENCY_MS}, timeout=30).raise_for_status()
-    started = time.perf_counter()
-    response = httpx.post(f"{url}/stac/search", json={**query, "datetime": TIMED_WINDOW}, timeout=300)
-    wall = time.perf_counter() - started
-    calls = _calls(env)
-    _clear(env)
-    body = response.json()
+    walls = []
+    for window in TIMED_WINDOWS:
+        _clear(env)
+        for name in UPSTREAMS:
+            httpx.post(f"{_sim(env, name)}/_sim/faults", json={"latency_ms": LATENCY_MS},
+                       timeout=30).raise_for_status()
+        started = time.perf_counter()
+        response = httpx.post(f"{url}/stac/search", json={**query, "datetime": window}, timeout=300)
+        walls.append(time.perf_counter() - started)
+        calls = _calls(env)
+        _clear(env)
+        body = response.json()
+        print(f"    {window}: {walls[-1] * 1000:.0f} ms, HTTP {response.status_code}, "
+              f"{len(body.get('features', []))} items of {body.get('numberMatched')}, upstream calls {calls}, "
+              f"partial: {response.headers.get('X-Geofed-Partial', 'no')}")
+    wall = statistics.median(walls)
     print(f"one federated page over {len(collections)} lanes ({', '.join(collections)}), each upstream call "
-          f"after {LATENCY_MS} ms: {wall * 1000:.0f} ms = {wall / (LATENCY_MS / 1000):.2f} x L "
-          f"(goal <= 1.10; one lane after another would be ~{len(collections)}.0)")
-    print(f"    HTTP {response.status_code}, {len(body.get('features', []))} items of "
-          f"{body.get('numberMatched')}, upstream calls {calls}, members {body.get('federation:members')}")
+          f"after {LATENCY_MS} ms: median {wall * 1000:.0f} ms = {wall / (LATENCY_MS / 1000):.2f} x L "
+          f"(best {min(walls) / (LATENCY_MS / 1000):.2f}; goal <= 1.10; one lane after another would be "
+          f"~{len(collections)}.0)")
 
 
 def iteration(url: str, collections: list[str]) -> None:

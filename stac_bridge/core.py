@@ -23,7 +23,7 @@ from geofed import errors
 from geofed.http.loop import run_async
 from geofed.query import parse_bbox, parse_interval
 from stac_bridge.federation import Federation, Page
-from stac_bridge.links import GEOJSON, JSON, SCHEMA, Links
+from stac_bridge.links import GEOJSON, JSON, SCHEMA, Links, collection_path
 from stac_bridge.member import Member
 from stac_bridge.registry import Registry, guarded, title, upstream
 from stac_bridge.search import FederatedQuery
@@ -118,7 +118,7 @@ class FederatedClient(AsyncBaseCoreClient):
     async def item_collection(self, collection_id: str, request: Request | None = None, **kwargs: Any) -> Response:
         self.registry.owner(collection_id)  # 404 before any upstream call
         query = FederatedQuery.from_request(**{**kwargs, "collections": [collection_id]})
-        return await self._search(query, request, f"collections/{collection_id}/items", post=False)
+        return await self._search(query, request, f"{collection_path(collection_id)}/items", post=False)
 
     async def get_search(self, request: Request | None = None, **kwargs: Any) -> Response:
         return await self._search(FederatedQuery.from_request(**kwargs), request, "search", post=False)

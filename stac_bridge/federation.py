@@ -213,14 +213,13 @@ class Federation:
                 await self._reread(query, lane)
             else:
                 await self._read_page(query, lane)
-        except SortCapExceeded as exc:
-            if lane.named:
-                raise  # the client asked for this member: a 400 naming it
-            lane.failure = exc  # included only because no collections were named: left out, and said so
-            lane.buffer.clear()
         except errors.GeofedError as exc:
             if exc.status < 500 and not isinstance(exc, errors.UpstreamNotFound):
-                raise  # the client's query is wrong for this member: a 400 naming it, not a partial answer
+                if lane.named:
+                    raise  # the client's query is wrong for a collection it named: a 400 naming the member
+                # Included only because no collections were named (over the sort cap, or a filter on a
+                # property this collection lacks, which its upstream refuses): left out, and said so.
+                exc.upstream = exc.upstream or upstream(lane.member)
             lane.failure = exc
             lane.buffer.clear()
 

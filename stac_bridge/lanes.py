@@ -122,7 +122,7 @@ def failure_dict(exc: errors.GeofedError) -> dict[str, Any]:
 
 
 def restore_failure(name: str, saved: dict[str, Any]) -> errors.GeofedError:
-    if int(saved["status_code"]) < 500:  # left out of the merge (over the sort cap), not a failure
+    if int(saved["status_code"]) < 500:  # left out (too broad to sort, or the query is not for it)
         return SortCapExceeded(str(saved["error"]), parameter="collections", upstream=name)
     exc = errors.UpstreamError(f"{saved['error']} (failed on an earlier page of this search)", upstream=name)
     exc.status, exc.code = int(saved["status_code"]), str(saved["code"])

@@ -21,6 +21,15 @@ OWN_RELS = {"self", "root", "parent", "collection", "items", "next", "prev", "pr
             "item", "search", "data", "conformance"}
 
 
+# ':' is legal in a path segment (RFC 3986 pchar) and is how clients and validators write `sentinelhub:<id>`;
+# escaping it made self links differ from the URLs requested (stac-api-validator: "self link does not match").
+SEGMENT_SAFE = ":@"
+
+
+def collection_path(collection_id: str) -> str:
+    return f"collections/{quote(collection_id, safe=SEGMENT_SAFE)}"
+
+
 class Links:
     def __init__(self, public_url: str) -> None:
         self.base = f"{public_url.rstrip('/')}/stac"
@@ -31,10 +40,10 @@ class Links:
         return f"{href}?{urlencode(query)}" if query else href
 
     def collection_url(self, collection_id: str) -> str:
-        return self.url(f"collections/{quote(collection_id, safe='')}")
+        return self.url(collection_path(collection_id))
 
     def item_url(self, collection_id: str, item_id: str) -> str:
-        return f"{self.collection_url(collection_id)}/items/{quote(item_id, safe='')}"
+        return f"{self.collection_url(collection_id)}/items/{quote(item_id, safe=SEGMENT_SAFE)}"
 
     def root(self) -> dict[str, Any]:
         return {"rel": "root", "type": JSON, "href": self.url(), "title": "geofed STAC API"}
