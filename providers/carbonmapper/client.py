@@ -152,7 +152,7 @@ class StacClient:
 
     async def item(self, collection_id: str, item_id: str) -> pystac.Item:
         path = f"{self.root}/collections/{quote(collection_id, safe='')}/items/{quote(item_id, safe='')}"
-        return pystac.Item.from_dict(await self.http.get_json(path, cache=True))
+        return pystac.Item.from_dict(await self.http.get_json(path, cache=True), preserve_dict=False, migrate=False)
 
     async def search(self, body: dict[str, Any], offset: int = 0) -> StacPage:
         """POST /search (idempotent: a read). `offset` goes in the query string, as the doc has it."""
@@ -160,7 +160,7 @@ class StacClient:
             f"{self.root}/search", json=body, params={"offset": offset}, idempotent=True
         )
         features = _field(payload, "features")
-        items = [pystac.Item.from_dict(f) for f in features]
+        items = [pystac.Item.from_dict(f, preserve_dict=False, migrate=False) for f in features]
         context = payload.get("context") or {}
         matched = context.get("matched", payload.get("numberMatched"))
         has_next = any(link.get("rel") == "next" for link in payload.get("links") or [])

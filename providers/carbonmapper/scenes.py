@@ -49,6 +49,10 @@ class SceneSource:
     def fields(self) -> dict[str, dict[str, Any]]:
         return FIELDS
 
+    def sortable(self) -> set[str]:
+        """STAC item fields the upstream sorts on: `sort=asc|desc` orders by `timestamp`, the item's `datetime`."""
+        return {"datetime"}
+
     def to_feature(self, record: dict[str, Any]) -> dict[str, Any]:
         return records.scene_feature(record, get_settings().public_url)
 

@@ -90,7 +90,9 @@ class CarbonMapperStacMember:
             body["sortby"] = [{"field": f.removeprefix(PREFIX), "direction": d} for f, d in order]
         page = await self.client.search(body, offset)
         nxt = {"o": page.next_offset} if page.next_offset is not None else None
-        return MemberPage([self._item(i) for i in page.items], nxt, page.matched)
+        # the upstream evaluates no CQL2: its count is of the unfiltered search, so it is no count of ours
+        matched = page.matched if params.filter is None else None
+        return MemberPage([self._item(i) for i in page.items], nxt, matched)
 
     async def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]:
         try:
