@@ -176,7 +176,8 @@ def test_identical_concurrent_requests_through_geofed_cause_one_upstream_call(
     assert all(r.status_code == 200 for r in results)
     ids = {tuple(f["id"] for f in r.json()["features"]) for r in results}
     assert len(ids) == 1
-    assert len(sims.log("carbonmapper", "/api/v1/catalog/plumes")) == 1
+    calls = sims.log("carbonmapper", "/api/v1/catalog/plumes")
+    assert len(calls) == 1, [(c["ts"], c["status"], c["query"]) for c in calls]
 
 
 def test_read_cache_serves_repeated_reads(sims: Sims) -> None:
