@@ -14,6 +14,12 @@ from geofed import errors
 from geofed.http.loop import run_sync
 
 
+def process_input(title: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    """One input of an OGC process description (a single value, optional unless `required`)."""
+    return {"title": title, "description": description, "schema": schema, "minOccurs": 1 if required else 0,
+            "maxOccurs": 1}
+
+
 def processor_error(exc: errors.GeofedError) -> ProcessorExecuteError:
     err = ProcessorExecuteError(user_msg=exc.message)
     err.http_status_code = exc.status  # type: ignore[assignment]

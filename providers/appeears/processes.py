@@ -12,6 +12,7 @@ from typing import Any
 from geofed import errors
 from geofed.jobs.protocol import JobContext, JobProgress
 from geofed.ogc.process import UpstreamProcessor, processor_error
+from geofed.ogc.process import process_input as _input
 from providers.appeears import records
 from providers.appeears.client import NAME, TITLE, AppeearsClient, BundleFileStream
 from providers.appeears.inputs import DEFAULT_PROJECTION, FILE_TYPES, task_request
@@ -24,10 +25,6 @@ _POINT = {"type": "object", "required": ["latitude", "longitude"],
                          "longitude": {"type": "number", "minimum": -180, "maximum": 180},
                          "id": {"type": "string"}, "category": {"type": "string"}}}
 
-
-def _input(title: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
-    return {"title": title, "description": description, "schema": schema, "minOccurs": 1 if required else 0,
-            "maxOccurs": 1}
 
 
 PROCESS_METADATA: dict[str, Any] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from geofed.ogc.process import UpstreamProcessor
+from geofed.ogc.process import process_input as _input
 from providers.sentinelhub import statistics
 from providers.sentinelhub.statistics import DEFAULT_COLLECTION, DEFAULT_INTERVAL, PRESETS
 
@@ -22,10 +23,6 @@ _SERIES_ENTRY = {
     },
 }
 
-
-def _input(title: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
-    return {"title": title, "description": description, "schema": schema, "minOccurs": 1 if required else 0,
-            "maxOccurs": 1}
 
 
 PROCESS_METADATA: dict[str, Any] = {
