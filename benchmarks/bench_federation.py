@@ -58,11 +58,47 @@ def _clear(env: dict[str, str]) -> None:
         httpx.delete(f"{_sim(env, name)}/_sim/log", timeout=30).raise_for_status()
 
 
+def _direct_calls(env: dict[str, str], collections: list[str], window: str) -> list[tuple[str, Any]]:
+    """The upstream request each lane makes for this page, to time the members without geofed in between."""
+    creds = {"grant_type": "client_credentials", "client_id": env["GEOFED_SENTINELHUB_CLIENT_ID"],
+             "client_secret": env["GEOFED_SENTINELHUB_CLIENT_SECRET"]}
+    token = httpx.post(env["GEOFED_SENTINELHUB_TOKEN_URL"], data=creds, timeout=30).json()["access_token"]
+    sh, cm = _sim(env, "sentinelhub"), _sim(env, "carbonmapper")
+    calls: list[tuple[str, Any]] = []
+    for cid in collections:
+        if cid.startswith("sentinelhub:"):
+            calls.append(("POST", (f"{sh}/api/v1/catalog/1.0.0/search", {"headers": {
+                "Authorization": f"Bearer {token}"}, "json": {"collections": [cid.split(":", 1)[1]],
+                                                              "datetime": window, "limit": 100}})))
+        elif cid.startswith("carbonmapper:"):
+            calls.append(("POST", (f"{cm}/api/v1/stac/search", {"json": {
+                "collections": [cid.split(":", 1)[1]], "datetime": window, "limit": 100}})))
+        else:
+            calls.append(("GET", (f"{cm}/api/v1/catalog/plumes/annotated", {"params": {
+                "datetime": window, "sort": "desc", "limit": 11}})))
+    return calls
+
+
+def _slowest_direct(calls: list[tuple[str, Any]]) -> float:
+    """Seconds until the slowest of the members' own answers arrives, all sent at once (the ideal fan-out)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def timed(call: tuple[str, Any]) -> float:
+        method, (target, kwargs) = call
+        started = time.perf_counter()
+        httpx.request(method, target, timeout=300, **kwargs).raise_for_status()
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return max(pool.map(timed, calls))
+
+
 def fan_out(url: str, env: dict[str, str], collections: list[str]) -> None:
     query: dict[str, Any] = {"collections": collections, "limit": 10}
     warm = httpx.post(f"{url}/stac/search", json={**query, "datetime": WARMUP_WINDOW}, timeout=300)
     warm.raise_for_status()
-    walls = []
+    walls: list[float] = []
+    directs: list[float] = []
     for window in TIMED_WINDOWS:
         _clear(env)
         for name in UPSTREAMS:
@@ -72,6 +108,7 @@ def fan_out(url: str, env: dict[str, str], collections: list[str]) -> None:
         response = httpx.post(f"{url}/stac/search", json={**query, "datetime": window}, timeout=300)
         walls.append(time.perf_counter() - started)
         calls = _calls(env)
+        directs.append(_slowest_direct(_direct_calls(env, collections, window)))  # same latency, no geofed
         _clear(env)
         body = response.json()
         print(f"    {window}: {walls[-1] * 1000:.0f} ms, HTTP {response.status_code}, "
@@ -82,6 +119,10 @@ def fan_out(url: str, env: dict[str, str], collections: list[str]) -> None:
           f"after {LATENCY_MS} ms: median {wall * 1000:.0f} ms = {wall / (LATENCY_MS / 1000):.2f} x L "
           f"(best {min(walls) / (LATENCY_MS / 1000):.2f}; goal <= 1.10; one lane after another would be "
           f"~{len(collections)}.0)")
+    direct = statistics.median(directs)
+    print(f"the members' own answers to the same requests, sent at once without geofed: slowest median "
+          f"{direct * 1000:.0f} ms (L plus the simulators' own work) -> federation overhead "
+          f"{wall / direct:.2f} x the slowest member")
 
 
 def iteration(url: str, collections: list[str]) -> None:
