@@ -165,11 +165,13 @@ def test_identical_concurrent_requests_are_coalesced(sims: Sims) -> None:
 def test_identical_concurrent_requests_through_geofed_cause_one_upstream_call(
     geofed: GeofedServer, sims: Sims
 ) -> None:
+    import random
     from concurrent.futures import ThreadPoolExecutor
 
     # one call first, so that an upstream token another test expired is refreshed before the burst (a refresh
     # is a second upstream call of its own, not a failure to coalesce)
-    assert geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 1}).status_code == 200
+    uncached = {"f": "json", "limit": 1, "offset": random.randrange(1000, 4000)}  # must reach the upstream
+    assert geofed.get("/collections/carbonmapper-plumes/items", params=uncached).status_code == 200
     sims.clear("carbonmapper")
     # a slow upstream keeps the first call in flight while all twenty arrive, even on a loaded machine
     sims.faults("carbonmapper", latency_ms=2000, path="/api/v1/catalog/plumes")
