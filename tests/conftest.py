@@ -201,3 +201,15 @@ def require_service(host: str, port: int, name: str) -> None:
             return
     except OSError:
         pytest.skip(f"REQUIRES-SERVICE: {name} at {host}:{port} is not reachable")
+
+
+@pytest.fixture(scope="module")
+def quick_spaceknow_pipelines(sims: Sims) -> Iterator[None]:
+    """SpaceKnow pipelines that resolve after two polls with nextTry 0, so tests do not wait SpaceKnow's seconds.
+
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("quick_spaceknow_pipelines")`.
+    """
+    before = sims.get("spaceknow", "/_sim/config").json()
+    sims.post("spaceknow", "/_sim/config", json={"next_try": 0, "polls": 2}).raise_for_status()
+    yield
+    sims.post("spaceknow", "/_sim/config", json=before).raise_for_status()

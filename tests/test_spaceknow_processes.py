@@ -23,12 +23,7 @@ KEY = "sk-test-key-0123456789"
 ASYNC = {"Prefer": "respond-async"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_pipelines(sims: Any) -> Iterator[None]:
-    before = sims.get("spaceknow", "/_sim/config").json()
-    sims.post("spaceknow", "/_sim/config", json={"next_try": 0, "polls": 2}).raise_for_status()
-    yield
-    sims.post("spaceknow", "/_sim/config", json=before).raise_for_status()
+pytestmark = pytest.mark.usefixtures("quick_spaceknow_pipelines")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,7 @@ SCHEMA_HOSTS = {"https://schemas.stacspec.org/": SCHEMAS / "stac", "https://geoj
                 SCHEMAS / "stac-extensions"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_pipelines(sims: Any) -> Iterator[None]:
-    """Pipelines that resolve after two polls with nextTry 0, so tests do not wait SpaceKnow's seconds."""
-    before = sims.get("spaceknow", "/_sim/config").json()
-    sims.post("spaceknow", "/_sim/config", json={"next_try": 0, "polls": 2}).raise_for_status()
-    yield
-    sims.post("spaceknow", "/_sim/config", json=before).raise_for_status()
+pytestmark = pytest.mark.usefixtures("quick_spaceknow_pipelines")
 
 
 def archive(sims: Any) -> list[dict[str, Any]]:

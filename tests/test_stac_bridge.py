@@ -9,7 +9,6 @@ there, CarbonMapper's STAC search. Faults are injected through the simulators, o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +72,7 @@ def truth(sims: Any) -> dict[tuple[str, str], str]:
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_pipelines(sims: Any) -> Iterator[None]:
-    """SpaceKnow pipelines that resolve after two polls without waiting (as in test_spaceknow_scenes)."""
-    before = sims.get("spaceknow", "/_sim/config").json()
-    sims.post("spaceknow", "/_sim/config", json={"next_try": 0, "polls": 2}).raise_for_status()
-    yield
-    sims.post("spaceknow", "/_sim/config", json=before).raise_for_status()
+pytestmark = pytest.mark.usefixtures("quick_spaceknow_pipelines")
 
 
 def default_order(keys: list[tuple[str, str]], truth: dict[tuple[str, str], str]) -> list[tuple[str, str]]:

@@ -109,9 +109,15 @@ class AppeearsSim:
                 "task_id": task.task_id, "task_name": task.body["task_name"], "task_type": task.body["task_type"],
                 "updated": _now_naive(), "user_id": task.user_id, "web_version": "3.65"}
 
-    def owned(self, request: Request, user: str) -> Task | None:
+    def owned(self, request: Request) -> tuple[Task | None, Response | None]:
+        """The caller's task named in the path, or the answer AppEEARS gives (401 unauthenticated, 404 not theirs)."""
+        user, denied = self.user(request)
+        if denied:
+            return None, denied
         task = self.tasks.get(request.path_params["task_id"])
-        return task if task is not None and task.user_id == user else None
+        if task is None or task.user_id != user:
+            return None, _message(f"Task '{request.path_params['task_id']}' could not be found", 404)
+        return task, None
 
     # ------------------------------------------------------------------ auth
     async def login(self, request: Request) -> Response:
@@ -218,13 +224,10 @@ class AppeearsSim:
         return page if isinstance(page, Response) else JSONResponse(page)
 
     async def task(self, request: Request) -> Response:
-        user, denied = self.user(request)
+        task, denied = self.owned(request)
         if denied:
             return denied
-        assert user is not None
-        task = self.owned(request, user)
-        if task is None:
-            return _message(f"Task '{request.path_params['task_id']}' could not be found", 404)
+        assert task is not None
         if request.method == "DELETE":
             del self.tasks[task.task_id]
             return Response(status_code=204)
@@ -247,13 +250,10 @@ class AppeearsSim:
                              if t.user_id == user and self.status_of(t)[0] in ("pending", "processing")])
 
     async def status(self, request: Request) -> Response:
-        user, denied = self.user(request)
+        task, denied = self.owned(request)
         if denied:
             return denied
-        assert user is not None
-        task = self.owned(request, user)
-        if task is None:
-            return _message(f"Task '{request.path_params['task_id']}' could not be found", 404)
+        assert task is not None
         if self.status_of(task)[0] == "done":
             return JSONResponse({"task_id": task.task_id, "status": "done", "user_id": task.user_id,
                                  "updated": _now_naive(), "status_type": "task"}, status_code=303,
