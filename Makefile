@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint bench simulate clean
+.PHONY: install serve shell test lint bench simulate clean
 
 install: $(STAMP)
 
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 
 serve: install
 	$(VENV)/bin/geofed serve
+
+# a shell with the venv active (geofed, python, pytest on PATH); `exit` leaves it. Same as `source .venv/bin/activate`.
+shell: install
+	@echo "geofed venv active ($(CURDIR)/$(VENV)): geofed, python, pytest are on PATH; 'exit' leaves." \
+	  "Without make: source $(VENV)/bin/activate" >&2
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec "$${SHELL:-/bin/sh}"
 
 simulate: install
 	$(VENV)/bin/geofed simulate

@@ -12,7 +12,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import os
-import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -68,11 +68,11 @@ def simulators_process(extra_env: dict[str, str] | None = None) -> Iterator[dict
     assert process.stdout is not None
     for raw in process.stdout:
         line = raw.decode().strip()
-        if line.startswith("(admin"):
+        if line.startswith("# admin"):
             break
-        match = re.match(r"^(GEOFED_[A-Z_]+)=(.*)$", line)
-        if match:
-            env[match.group(1)] = match.group(2)
+        if line.startswith("export GEOFED_"):  # `geofed simulate` prints shell `export` lines
+            key, _, value = shlex.split(line)[1].partition("=")
+            env[key] = value
     threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
     try:
         first = next(v for k, v in env.items() if k.endswith("_URL") and "TOKEN" not in k and "AUTH" not in k)

@@ -8,7 +8,6 @@ thread pool, upstream clients, the job poller) start and stop in this root app's
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,22 +21,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from geofed import __version__, errors, upstreams
+from geofed import __version__, errors, registry, upstreams
+from geofed.errordocs import error_response
+from geofed.limits import RequestLimits
 from geofed.observability import HEALTH, REGISTRY, REQUEST_SECONDS, REQUESTS, route_label
-from geofed.settings import UPSTREAMS, Settings, get_settings
+from geofed.ratelimit import RateLimit
+from geofed.settings import Settings, get_settings
 
 LOGGER = logging.getLogger("geofed")
-
-# Extension points filled by later layers: (module, attribute) pairs looked up at app creation, so the
-# foundation does not import upward. Each returns extra routes / middleware / lifespan hooks when present.
-EXTENSIONS: list[tuple[str, str]] = [
-    ("geofed.jobs.web", "extension"),
-    ("stac_bridge.app", "extension"),
-]
 
 
 class MetricsMiddleware:
@@ -62,17 +57,6 @@ class MetricsMiddleware:
             route = route_label(scope.get("path", ""))
             REQUESTS.labels(route, scope["method"], str(status["code"])).inc()
             REQUEST_SECONDS.labels(route, scope["method"]).observe(time.monotonic() - started)
-
-
-def error_response(exc: errors.GeofedError, stac: bool = False) -> JSONResponse:
-    """OGC exception JSON (`type`/`title`/`status`/`detail` + pygeoapi's `code`/`description`) or STAC error JSON."""
-    if stac:
-        body: dict[str, Any] = {"code": exc.code, "description": exc.message}
-    else:
-        body = {"type": exc.code, "title": exc.code, "status": exc.status, "detail": exc.message, **exc.to_dict()}
-    if exc.upstream:
-        body["upstream"] = exc.upstream
-    return JSONResponse(body, status_code=exc.status)
 
 
 class ErrorBoundary:
@@ -112,7 +96,7 @@ def _healthz(settings: Settings) -> Callable[[Request], Any]:
             "status": "ok",
             "version": __version__,
             "demo": settings.demo,
-            "upstreams": {name: HEALTH[name].as_dict() for name in UPSTREAMS if name in HEALTH},
+            "upstreams": {name: HEALTH[name].as_dict() for name in registry.names() if name in HEALTH},
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -123,35 +107,14 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def _load_extensions(settings: Settings) -> list[dict[str, Any]]:
-    found = []
-    for module_name, attr in EXTENSIONS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        factory = getattr(module, attr, None)
-        if factory is not None:
-            found.append(factory(settings))
-    return found
+def _extensions(settings: Settings) -> list[dict[str, Any]]:
+    """The faces and services mounted beside pygeoapi: each returns routes / middleware / lifespan hooks.
+    Imported here, at the composition root, so that the layers below never import upward."""
+    from geofed.alerts.web import extension as alerts_extension
+    from geofed.jobs.web import extension as jobs_extension
+    from stac_bridge.app import extension as stac_extension
 
-
-def start_simulators(settings: Settings) -> Any:
-    """Demo mode: every upstream without a configured URL is served by its simulator on loopback."""
-    if not settings.demo:
-        return None
-    from simulators import available
-    from simulators.server import SimulatorServer
-
-    wanted = [n for n in available() if not settings.upstream_url(n)]
-    if not wanted:
-        return None
-    server = SimulatorServer(port=settings.simulator_port, names=wanted).start()
-    upstreams.set_simulated(server.base_urls)
-    LOGGER.info("demo mode: simulators for %s on %s", ", ".join(wanted), f"127.0.0.1:{server.port}")
-    return server
+    return [jobs_extension(settings), alerts_extension(settings), stac_extension(settings)]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -161,8 +124,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     logging.getLogger("pygeoapi.l10n").setLevel(logging.ERROR)
     # httpx logs every upstream URL at INFO; geofed's own metrics and /healthz cover that without the noise
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    from geofed import shared
+
+    if problem := shared.startup_problem(settings):
+        raise SystemExit(f"geofed: refusing to start: {problem}")  # one line on stderr, exit status 1
+    if note := shared.token_sharing_note(settings):
+        LOGGER.warning(note)
+    from geofed.demo import start_simulators
+
     simulator_server = start_simulators(settings)
     upstreams.init_health(settings)
+    if not upstreams.enabled(settings):
+        LOGGER.warning("no upstream is enabled: GEOFED_DEMO=0 and no GEOFED_<UPSTREAM>_URL is set, so every "
+                       "collection and process is absent; set an upstream URL or GEOFED_DEMO=1")
 
     from geofed import pygeoapi_config
 
@@ -170,9 +144,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     from geofed.ogc import fastjson
 
     fastjson.install()
+    from geofed.ogc import conformance
+
+    conformance.install()
     import pygeoapi.starlette_app as pygeoapi_app  # reads the config written above
 
-    extensions = _load_extensions(settings)
+    extensions = _extensions(settings)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz(settings)),
         Route("/metrics", metrics),
@@ -205,6 +182,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             allow_headers=["*"],
             expose_headers=["*"],
         ),
+        Middleware(RateLimit, settings=settings),  # issue 15: 429 per API key, before any work
+        Middleware(RequestLimits, settings=settings),  # issue 15: 413 / bounded filters, before pygeoapi
     ]
     for ext in extensions:
         middleware.extend(ext.get("middleware", []))

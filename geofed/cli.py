@@ -6,10 +6,14 @@ import ctypes
 import json
 import os
 import sys
+from typing import Any
 
 import click
+from pydantic import SecretStr, ValidationError
 
-from geofed.settings import get_settings
+from geofed.settings import Settings, get_settings
+
+EXIT_BAD_SETTING = 2  # like a usage error: the command line (here, its environment) is wrong
 
 
 @click.group()
@@ -31,7 +35,7 @@ def serve(host: str | None, port: int | None) -> None:
     if (host or port) and "GEOFED_PUBLIC_URL" not in os.environ:
         os.environ["GEOFED_PUBLIC_URL"] = f"http://{host or '127.0.0.1'}:{port or 5000}"
     get_settings.cache_clear()
-    settings = get_settings()
+    settings = load_settings()
     _limit_malloc_arenas(settings.malloc_arenas)
     from geofed.app import create_app
 
@@ -39,6 +43,28 @@ def serve(host: str | None, port: int | None) -> None:
     click.echo(f"geofed on http://{settings.host}:{settings.port}  (OGC API: /   STAC API: /stac/)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 proxy_headers=True, timeout_graceful_shutdown=5)
+
+
+def load_settings() -> Settings:
+    """The settings, or one line per invalid setting on stderr and exit status 2 (no traceback)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            click.echo(f"geofed: {describe_error(error)}", err=True)
+        sys.exit(EXIT_BAD_SETTING)
+
+
+def describe_error(error: Any) -> str:
+    """`invalid setting GEOFED_PORT: Input should be a valid integer, … (got 'abc')`; a secret's value is not
+    repeated."""
+    field = str(error["loc"][0]) if error.get("loc") else ""
+    name = f"GEOFED_{field.upper()}" if field else "GEOFED_*"
+    info = Settings.model_fields.get(field)
+    secret = info is not None and "SecretStr" in repr(info.annotation)
+    got = "" if secret or "input" not in error or isinstance(error["input"], dict | SecretStr) else (
+        f" (got {error['input']!r})")
+    return f"invalid setting {name}: {error['msg']}{got}"
 
 
 def _limit_malloc_arenas(arenas: int) -> None:
@@ -60,24 +86,26 @@ def _limit_malloc_arenas(arenas: int) -> None:
 
 
 @main.command()
-@click.option("--port", default=0, type=int, help="loopback port for all simulators (0 = any free)")
-def simulate(port: int) -> None:
-    """Run every upstream simulator standalone on loopback and print their base URLs."""
-    from simulators import geofed_env
-    from simulators.server import SimulatorServer
+@click.option("--port", default=None, type=int,
+              help="loopback port for all simulators (default GEOFED_SIMULATOR_PORT; 0 = any free)")
+def simulate(port: int | None) -> None:
+    """Run every upstream simulator standalone on loopback and print `export` lines pointing geofed at them."""
+    from geofed.demo import run_standalone
 
-    server = SimulatorServer(port=port)
-    click.echo("# export these to point a geofed server at the simulators:")
-    for key, value in geofed_env(server.base_urls).items():
-        click.echo(f"{key}={value}")
-    click.echo("(admin routes per simulator: <url>/_sim/faults, <url>/_sim/log, <url>/_sim/tokens/expire)")
-    server.run_forever()
+    settings = load_settings()
+    run_standalone(settings.simulator_port if port is None else port, click.echo)
 
 
 @main.command()
 def config() -> None:
     """Print the effective settings, secrets masked."""
-    click.echo(json.dumps(get_settings().masked(), indent=2, default=str))
+    from geofed import registry
+
+    settings = load_settings()
+    effective = settings.masked()
+    for name in registry.names():
+        effective[f"{name}_mode"] = settings.upstream_mode(name)
+    click.echo(json.dumps(effective, indent=2, default=str))
 
 
 if __name__ == "__main__":

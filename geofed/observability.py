@@ -1,10 +1,15 @@
-"""Prometheus metrics and the per-upstream health state shown by `/healthz`."""
+"""Prometheus metrics and the per-upstream health state shown by `/healthz`.
+
+`geofed.http.outcomes` updates both for every upstream call path, so they agree: `calls` in `/healthz` is the
+sum of `geofed_upstream_calls_total` over statuses for that upstream.
+"""
 
 from __future__ import annotations
 
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -42,26 +47,29 @@ class UpstreamHealth:
     last_ok: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
-    calls: int = 0
-    circuit: str = "closed"
+    calls: int = 0  # HTTP exchanges with the upstream (what `geofed_upstream_calls_total` counts)
+    breaker: Any = None  # the upstream client's `CircuitBreaker`, read live
     extra: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def circuit(self) -> str:
+        return str(self.breaker.state) if self.breaker is not None else "closed"
+
     def ok(self, status: int) -> None:
-        self.calls += 1
         self.last_status = status
         self.last_ok = time.time()
 
     def failed(self, status: int | str, message: str) -> None:
-        self.calls += 1
         self.last_status = status
         self.last_error = message
         self.last_error_at = time.time()
 
     def as_dict(self) -> dict[str, object]:
         state = "unknown"
+        circuit = self.circuit
         if self.mode == "disabled":
             state = "disabled"
-        elif self.circuit == "open":
+        elif circuit == "open":
             state = "down"
         elif self.last_error_at and (not self.last_ok or self.last_error_at > self.last_ok):
             state = "degraded"
@@ -70,7 +78,7 @@ class UpstreamHealth:
         return {
             "mode": self.mode,
             "state": state,
-            "circuit": self.circuit,
+            "circuit": circuit,
             "calls": self.calls,
             "last_status": self.last_status,
             "last_ok": _iso(self.last_ok),

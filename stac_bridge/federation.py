@@ -6,14 +6,17 @@ does not sort as asked (its collections are then independent: each is read, sort
 - a **primary** lane (the member orders by the lead sort field only, ties in any order: `sortable`) is
   merged lazily too; before an item whose lead key is k is returned, every primary lane has either ended or
   read an item whose lead key is past k, and ties are ordered here by the full key — exact, and lazy;
-- a **native** lane is the only lane of a search without `sortby`: nothing to merge, the member's own order;
+- a **native** lane is every lane of a search without `sortby` (STAC leaves that order to the server): one
+  per collection, read one native page at a time in its member's own order; the lanes take turns (round robin,
+  the turn kept in the token), so the first page costs about one upstream page per collection and is never
+  refused for size;
 - a **full** lane (the member cannot sort as asked, e.g. Sentinel Hub's Catalog) is read completely, up to
   `GEOFED_FEDERATION_SORT_CAP` matches (the read stops as soon as it passes the cap, and runs under the
   per-member timeout), and sorted here. Over the cap: a 400 naming the member when the client named its
   collections; when it was only included because no `collections` were given, it is left out and the
   answer says so (partial, `federation:missing`, a status block saying how to include it). Its sorted
   matches are memoized for the cache TTL so that later pages do not re-read it (a memo miss re-reads: the
-  token never depends on server memory).
+  token never depends on server memory); with Redis the replicas share that memo.
 
 The whole query is evaluated again on every item (`FederatedQuery.matches`), so a member may push down
 only part of it. A page is `limit` items long unless the search is over, and a `next` token is only issued
@@ -25,6 +28,7 @@ failed (or `strict`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -32,11 +36,13 @@ from typing import Any
 
 import orjson
 
-from geofed import errors
+from geofed import errors, shared
+from geofed.query.engine import check_names
+from geofed.query.order import SortKey
 from stac_bridge.lanes import Lane, LaneKind, SortCapExceeded, failure_dict, item_key, restore_failure, status
 from stac_bridge.member import Member
 from stac_bridge.registry import Registry, guarded, title, upstream
-from stac_bridge.search import FederatedQuery, SortKey
+from stac_bridge.search import FederatedQuery
 from stac_bridge.token import TokenSigner, query_hash
 
 MEMBER_PAGE_MAX = 100  # items asked from a member per call, unless it declares `max_page_size`
@@ -86,13 +92,15 @@ class Federation:
         named = bool(query.collections)
         lanes: list[Lane] = []
         for member, cids in routed.values():
-            if member.sorts_natively(query.sortby):
+            if not query.sortby:
+                # no order asked: each collection in its member's own order, one native page at a time
+                lanes += [Lane(member, [cid], "native", named) for cid in cids]
+            elif member.sorts_natively(query.sortby):
                 lanes.append(Lane(member, cids, "exact", named))
             else:
                 lanes += [Lane(member, [cid], _kind(member, cid, query), named) for cid in cids]
-        if len(lanes) == 1 and lanes[0].full and not query.sortby:
-            lanes[0].kind = "native"  # one member, no order asked: nothing to merge, its own order is fine
-        return lanes, failed
+        # a lane whose collections no item of can match (e.g. `collection = 'x'` elsewhere) is not read at all
+        return [ln for ln in lanes if not all(query.impossible(c) for c in ln.collections)], failed
 
     # ------------------------------------------------------------ one page
     async def page(self, query: FederatedQuery) -> Page:
@@ -107,6 +115,7 @@ class Federation:
             failed.update({name: restore_failure(name, f) for name, f in saved.get("failed", {}).items()})
             for lane in lanes:
                 lane.restore(saved["lanes"].get(lane.key), query)
+        turn = {"next": int(saved.get("rr", 0)) if query.token else 0}  # round-robin position (no sortby)
         first = query.token is None
         out: list[dict[str, Any]] = []
         emitted: set[str] = set()
@@ -117,7 +126,7 @@ class Federation:
                     for lane in lanes if lane.failure is None for _, item in lane.buffer):
                 more = True  # one more match is known: `next` will not lead to an empty page
                 break
-            lane = await self._next_lane(query, qhash, lanes)
+            lane = await self._next_lane(query, qhash, lanes, turn)
             if lane is None:
                 break
             _, item = lane.buffer.popleft()
@@ -141,16 +150,26 @@ class Federation:
         if first:
             counts = [lane.matched for lane in lanes if lane.failure is None]
             matched = sum(c for c in counts if c is not None) if None not in counts else None
-        token = self._token(lanes, emitted, matched, failed, qhash) if more else None
+        token = self._token(lanes, emitted, matched, failed, qhash, turn["next"]) if more else None
         return Page(out, token, None if failed else matched, status(lanes, failed, out), sorted(failed))
 
-    async def _next_lane(self, query: FederatedQuery, qhash: str, lanes: list[Lane]) -> Lane | None:
-        """The lane holding the next item in merge order, once that item is certain to be next."""
+    async def _next_lane(self, query: FederatedQuery, qhash: str, lanes: list[Lane],
+                         turn: dict[str, int]) -> Lane | None:
+        """The lane holding the next item in merge order, once that item is certain to be next. Without
+        `sortby` there is no merge order: the lanes take turns (round robin, from `turn`), each in its
+        member's own order, so that every page is a fixed function of the token."""
         while True:
             await self._fill(query, qhash, lanes)
             heads = [lane for lane in lanes if lane.failure is None and lane.buffer]
             if not heads:
                 return None
+            if not query.sortby:
+                count = len(lanes)
+                for step in range(count):
+                    index = (turn["next"] + step) % count
+                    if lanes[index] in heads:
+                        turn["next"] = (index + 1) % count
+                        return lanes[index]
             best = min(heads, key=lambda ln: ln.buffer[0][0])
             lead = best.buffer[0][0].lead()
             waiting = [lane for lane in lanes if lane.waits_past(lead)]
@@ -177,9 +196,10 @@ class Federation:
                                        upstream=",".join(sorted(broken)))
 
     def _token(self, lanes: list[Lane], emitted: set[str], matched: int | None,
-               failed: dict[str, errors.GeofedError], qhash: str) -> str:
+               failed: dict[str, errors.GeofedError], qhash: str, turn: int) -> str:
         def encode(stash: set[str]) -> str:
             return self.signer.encode({
+                "rr": turn,
                 "lanes": {ln.key: ln.to_token(ln.key in stash) for ln in lanes},
                 "seen": sorted(emitted), "matched": matched,
                 "failed": {name: failure_dict(exc) for name, exc in failed.items()},
@@ -223,7 +243,18 @@ class Federation:
             lane.failure = exc
             lane.buffer.clear()
 
+    async def _check_filter(self, query: FederatedQuery, lane: Lane) -> None:
+        """A filter on a property the lane's collections lack can match nothing: a 400 naming it before any
+        item is read (members that evaluate the query themselves check it in the engine)."""
+        if query.filter is None or getattr(lane.member, "evaluates_query", False):
+            return
+        for cid in lane.collections:
+            fields = await guarded(lane.member, lambda c=cid: lane.member.queryables(c), self.registry.timeout)
+            check_names(query.filter, fields, "stac", cid)
+
     async def _read_page(self, query: FederatedQuery, lane: Lane) -> None:
+        if lane.fetches == 0 and lane.state is None:
+            await self._check_filter(query, lane)
         lane.fetches += 1
         if lane.fetches > MAX_FETCHES_PER_LANE:
             raise errors.InvalidParameter(
@@ -269,7 +300,7 @@ class Federation:
             return cached[1]
         task = self._reads.get(memo_key)
         if task is None:
-            task = asyncio.ensure_future(self._read_all(query, lane))
+            task = asyncio.ensure_future(self._read_shared(query, lane, qhash))
             self._reads[memo_key] = task
             task.add_done_callback(lambda done: self._settle(memo_key, done))
         return await guarded(lane.member, lambda: asyncio.shield(task), self.registry.timeout)
@@ -285,7 +316,21 @@ class Federation:
             _, (_, dropped) = self._memo.popitem(last=False)
             self._memo_items -= len(dropped)
 
+    async def _read_shared(self, query: FederatedQuery, lane: Lane,
+                           qhash: str) -> list[tuple[SortKey, dict[str, Any]]]:
+        """`_read_all`, shared by the replicas through Redis (`GEOFED_REDIS_URL`) for the cache TTL, up to
+        `geofed.shared.MEMO_MAX_BYTES`: a next page served by another replica does not re-read the member."""
+        store = shared.current()
+        name = "federation:" + hashlib.sha256(f"{lane.key}\0{qhash}".encode()).hexdigest()
+        if store is not None and (items := await store.memo_get(name)) is not None:
+            return [(query.sort_key(item), item) for item in items]  # stored in order
+        matches = await self._read_all(query, lane)
+        if store is not None:
+            await store.memo_put(name, [item for _, item in matches], self.cache_ttl)
+        return matches
+
     async def _read_all(self, query: FederatedQuery, lane: Lane) -> list[tuple[SortKey, dict[str, Any]]]:
+        await self._check_filter(query, lane)
         params = query.member_params(lane.collections, _page_size(lane.member, MEMBER_PAGE_MAX * 5))
         state: Any = None
         found: dict[str, dict[str, Any]] = {}
@@ -307,10 +352,15 @@ class Federation:
 
     def _over_cap(self, lane: Lane) -> SortCapExceeded:
         what = f"{title(lane.member)} ({', '.join(lane.collections)})"
+        sortable = getattr(lane.member, "sortable", None)
+        native = sorted(sortable(lane.collections)) if callable(sortable) else []
+        can = (f"it sorts natively by {', '.join(native)} (ascending or descending)" if native
+               else "it sorts by no field itself")
         if lane.named:
             return SortCapExceeded(
-                f"{what} cannot sort this search itself and it has more than {self.sort_cap} matching items "
-                "there; narrow the query (bbox, datetime, collections or filter)", parameter="collections")
+                f"{what} cannot sort this search itself ({can}) and it has more than {self.sort_cap} matching "
+                "items there; sort by a field it sorts on, leave out sortby (its own order), or narrow the query "
+                "(bbox, datetime, collections or filter)", parameter="sortby")
         only = lane.collections[0] if len(lane.collections) == 1 else ",".join(lane.collections)
         return SortCapExceeded(
             f"{what} left out: it cannot sort this search itself and it has more than {self.sort_cap} matching "

@@ -5,7 +5,7 @@ A lane's *kind* says how its items may be merged:
 - `primary` — the member orders by the lead sort field only, ties in any order (`sortable`): merge lazily,
   but an item whose lead key is k is only returned once every such lane has shown an item past k (or ended),
   so that ties are ordered here by the full key;
-- `native`  — the only lane of a search without `sortby`: nothing to merge, the member's own order;
+- `native`  — a lane of a search without `sortby`: no merge, the member's own order, lanes take turns;
 - `full`    — the member cannot sort as asked: all its matches are read (up to the cap) and sorted here.
 
 Everything a lane needs on the next page travels in the signed token (`to_token` / `restore`): the member's
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from geofed import errors
+from geofed.query.order import SortKey
 from stac_bridge.member import Member
 from stac_bridge.registry import upstream
-from stac_bridge.search import FederatedQuery, SortKey
+from stac_bridge.search import FederatedQuery
 
 LaneKind = Literal["exact", "primary", "native", "full"]
 
@@ -73,7 +74,10 @@ class Lane:
         if self.kind == "primary" and keyed:
             furthest = max((k.lead() for k, _ in keyed))
             self.horizon = furthest if self.horizon is None or self.horizon < furthest else self.horizon
-        kept = [(k, item) for k, item in keyed if query.matches(item)]
+        # a member that evaluated the whole query itself (geofed's own sources, through the engine) is not
+        # filtered a second time
+        exact = getattr(self.member, "evaluates_query", False)
+        kept = keyed if exact else [(k, item) for k, item in keyed if query.matches(item)]
         if self.kind == "native":
             self.buffer.extend(kept)
         else:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from geofed import upstreams
-from geofed.settings import REAL_URLS
+from geofed import registry, upstreams
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -78,7 +77,7 @@ class Links:
         providers = list(collection.get("providers") or [])
         if not providers:
             providers.append({"name": upstream_title, "roles": ["producer", "licensor"],
-                              "url": REAL_URLS.get(upstream, _upstream_root(upstream))})
+                              "url": _real_url(upstream) or _upstream_root(upstream)})
         if not any("host" in (p.get("roles") or ()) for p in providers):
             providers.append({"name": "geofed", "roles": ["host"], "url": self.public_url})
         collection["providers"] = providers
@@ -94,4 +93,12 @@ def _upstream_root(upstream: str) -> str:
     try:
         return upstreams.base_url(upstream)
     except LookupError:
-        return REAL_URLS.get(upstream, "")
+        return _real_url(upstream) or ""
+
+
+def _real_url(upstream: str) -> str | None:
+    """The documented production root of an upstream (its registry entry), if it has one."""
+    try:
+        return registry.get(upstream).real_url
+    except LookupError:
+        return None

@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from geofed.query import BBox, FeatureQuery, FeatureSource, sortable_fields
+from geofed.query import BBox, FeatureQuery, FeatureSource
 
 SortBy = list[tuple[str, Literal["asc", "desc"]]]
 # The first key of the default order (datetime descending, then collection, then id).
@@ -91,18 +91,17 @@ class Member(Protocol):
 
 
 class SourceMember:
-    """A member over geofed's own collections (FeatureSources), paged by offset."""
+    """A member over geofed's own collections (FeatureSources), paged by offset. Its sources evaluate the whole
+    query through the engine, on the STAC item, in the STAC vocabulary (`evaluates_query`)."""
+
+    evaluates_query = True
 
     def __init__(self, name: str, sources: list[FeatureSource]) -> None:
         self.name = name
         self.sources = {s.collection_id: s for s in sources}
 
     async def collections(self) -> list[dict[str, Any]]:
-        out = []
-        for source in self.sources.values():
-            describe = getattr(source, "stac_collection", None)
-            out.append(describe() if describe else _default_collection(source))
-        return out
+        return [source.collection.stac() for source in self.sources.values()]  # type: ignore[attr-defined]
 
     def owns(self, collection_id: str) -> bool:
         return collection_id in self.sources
@@ -131,10 +130,10 @@ class SourceMember:
         query = FeatureQuery(
             offset=offset, limit=params.limit, bbox=params.bbox, intersects=params.intersects,
             start=params.start, end=params.end, filter=params.filter, ids=params.ids,
-            sortby=lead if lead and lead[0][0] in sortable_fields(source) else [],
+            sortby=lead if lead and lead[0][0] in sortable_fields(source) else [], face="stac",
         )
         page = await source.query(query)
-        items = [source.to_item(r) for r in page.records]
+        items = page.objects if page.objects is not None else [source.to_item(r) for r in page.records]
         if page.more:
             nxt: Any = {"c": index, "o": offset + len(page.records)}
         elif index + 1 < len(ids):
@@ -148,17 +147,14 @@ class SourceMember:
         return source.to_item(await source.get(item_id))
 
     async def queryables(self, collection_id: str) -> dict[str, Any]:
-        return self.sources[collection_id].fields()
+        return self.sources[collection_id].fields("stac")
 
 
-def _default_collection(source: FeatureSource) -> dict[str, Any]:
-    return {
-        "type": "Collection",
-        "stac_version": "1.1.0",
-        "id": source.collection_id,
-        "title": source.title,
-        "description": source.description,
-        "license": "other",
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
-        "links": [],
-    }
+def sortable_fields(source: Any) -> set[str]:
+    """The STAC item fields a source's upstream sorts on: its pushdown table's sorts, under the items' names
+    (an upstream's order on a field equals the items' order on the field they carry it as)."""
+    table = getattr(source, "table", None)
+    names = getattr(source, "stac_names", {}) or {}
+    if table is None:
+        return set()
+    return {names.get(name, name) for name in table.sorts if names.get(name, name)}

@@ -1,20 +1,17 @@
 """The federation's members: who they are, which collection each one owns, and their collections.
 
-Members come from `providers/<upstream>/stac.py: def members()` of every enabled upstream. A missing
-module means that upstream has no STAC members (yet); a broken one is logged and left out, so one
-upstream's bug cannot take the whole STAC API down.
+Members come from the registry: each enabled upstream's `Upstream.members()` (`providers/<upstream>/stac.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from geofed import errors, upstreams
+from geofed import errors, registry, upstreams
 from geofed.settings import Settings
 from stac_bridge.member import Member
 
@@ -23,16 +20,15 @@ T = TypeVar("T")
 
 
 def load_members(settings: Settings) -> list[Member]:
+    """The members of every enabled upstream (its registry entry's `members()`); one that fails to build is
+    logged and left out, so one upstream's bug cannot take the whole STAC API down."""
     found: list[Member] = []
     for name in upstreams.enabled(settings):
-        module_name = f"providers.{name}.stac"
+        declared = registry.get(name).members
+        if declared is None:
+            continue
         try:
-            module = importlib.import_module(module_name)
-            found.extend(module.members())
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            LOGGER.exception("STAC members of %s could not be loaded", name)
+            found.extend(declared())
         except Exception:
             LOGGER.exception("STAC members of %s could not be loaded", name)
     return found
@@ -44,11 +40,8 @@ def upstream(member: Member) -> str:
 
 
 def title(member: Member) -> str:
-    """The upstream's human name (`TITLE` of its client module), for error messages."""
-    try:
-        return str(importlib.import_module(f"providers.{upstream(member)}.client").TITLE)
-    except (ImportError, AttributeError):
-        return member.name
+    """The upstream's human name, for error messages."""
+    return upstreams.title(upstream(member))
 
 
 async def guarded(member: Member, call: Callable[[], Awaitable[T]], timeout: float) -> T:

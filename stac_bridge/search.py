@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-import shapely.geometry
-from shapely.errors import GEOSException
 
 from geofed import cql2
 from geofed.errors import InvalidParameter
-from geofed.query import BBox, parse_bbox, parse_interval
+from geofed.query import BBox, parse_bbox, parse_geometry, parse_interval
+from geofed.query.evaluate import ITEM_TIME, matcher
+from geofed.query.order import SortKey, field_name
 from stac_bridge.member import SearchParams, SortBy
+from stac_bridge.narrow import decide, implied
 
 DEFAULT_SORT: SortBy = [("datetime", "desc"), ("collection", "asc"), ("id", "asc")]
-TOP_LEVEL = {"id", "collection"}
 DEFAULT_FIELDS = {"type", "stac_version", "stac_extensions", "id", "bbox", "geometry", "links", "assets",
                   "collection", "properties.datetime"}
 TEMPORAL = {"datetime", "start_datetime", "end_datetime", "created", "updated"}
@@ -62,7 +62,7 @@ class FederatedQuery:
             raise InvalidParameter("'bbox' and 'intersects' are mutually exclusive; send one of them",
                                    parameter="bbox")
         query.bbox = parse_bbox(list(raw["bbox"]) if raw.get("bbox") is not None else None)
-        query.intersects = _geometry(raw.get("intersects"))
+        query.intersects = parse_geometry(raw.get("intersects"), "intersects")
         query.datetime = raw.get("datetime") or None
         query.start, query.end = parse_interval(query.datetime)
         query._set_filter(raw.get("filter_expr"), raw.get("filter_lang"))
@@ -98,34 +98,42 @@ class FederatedQuery:
             "filter": self.filter_raw, "sortby": self.sortby,
         }
 
+    @functools.cached_property
+    def narrowed(self) -> tuple[list[str] | None, dt.datetime | None, dt.datetime | None]:
+        """`ids`, start and end, tightened by what the filter implies (`stac_bridge.narrow`)."""
+        ids, start, end = implied(self.filter)
+        if ids is not None:
+            ids_list = sorted(ids) if self.ids is None else [i for i in self.ids if i in ids]
+        else:
+            ids_list = self.ids
+        if start is not None and (self.start is None or start > self.start):
+            start_at = start
+        else:
+            start_at = self.start
+        end_at = end if end is not None and (self.end is None or end < self.end) else self.end
+        return ids_list, start_at, end_at
+
+    def impossible(self, collection_id: str) -> bool:
+        """True when no item of this collection can match (decided from the query alone, nothing read)."""
+        ids, start, end = self.narrowed
+        if ids == [] or (start is not None and end is not None and start > end):
+            return True
+        return self.filter is not None and decide(self.filter, collection_id) is False
+
     def member_params(self, collections: list[str], limit: int) -> SearchParams:
+        ids, start, end = self.narrowed
         return SearchParams(
-            collections=collections, limit=limit, ids=self.ids, bbox=self.bbox, intersects=self.intersects,
-            start=self.start, end=self.end, filter=self.filter, filter_raw=self.filter_raw,
+            collections=collections, limit=limit, ids=ids, bbox=self.bbox, intersects=self.intersects,
+            start=start, end=end, filter=self.filter, filter_raw=self.filter_raw,
             filter_lang=self.filter_lang, sortby=list(self.sortby),
         )
 
     @functools.cached_property
     def matches(self) -> Callable[[dict[str, Any]], bool]:
-        """Whether an item satisfies the whole query (members may have pushed down only part of it)."""
-        keep_filter = cql2.predicate(self.filter, TEMPORAL)
-        area = shapely.geometry.box(*self.bbox) if self.bbox else (
-            shapely.geometry.shape(self.intersects) if self.intersects else None)
-        ids = set(self.ids or ())
-        collections = set(self.collections or ())
-
-        def matches(item: dict[str, Any]) -> bool:
-            if ids and item.get("id") not in ids:
-                return False
-            if collections and item.get("collection") not in collections:
-                return False
-            if area is not None and not _intersects(area, item):
-                return False
-            if (self.start or self.end) and not _overlaps(item.get("properties") or {}, self.start, self.end):
-                return False
-            return keep_filter(item)
-
-        return matches
+        """Whether an item satisfies the whole query (members may have pushed down only part of it): the
+        engine's local evaluation, on the item, in the STAC vocabulary."""
+        return matcher(ids=self.ids, collections=self.collections, bbox=self.bbox, intersects=self.intersects,
+                       start=self.start, end=self.end, time_fields=ITEM_TIME, node=self.filter, temporal=TEMPORAL)
 
     def project(self, item: dict[str, Any]) -> dict[str, Any]:
         """The fields extension: `include` (added to the default fields) and `exclude`, dotted paths."""
@@ -142,86 +150,10 @@ class FederatedQuery:
         return out
 
     def sort_key(self, item: dict[str, Any]) -> SortKey:
-        return SortKey(tuple(_sort_value(item, name) for name, _ in self.order), self.order)
-
-
-@functools.total_ordering
-class SortKey:
-    """Multi-key order with a direction per key; missing values sort last in either direction."""
-
-    __slots__ = ("order", "values")
-
-    def __init__(self, values: tuple[Any, ...], order: SortBy) -> None:
-        self.values = values
-        self.order = order
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SortKey) and self.values == other.values
-
-    def __lt__(self, other: SortKey) -> bool:
-        for a, b, (_, direction) in zip(self.values, other.values, self.order, strict=True):
-            if a == b:
-                continue
-            if a is None or b is None:
-                return b is None
-            try:
-                less = a < b
-            except TypeError:
-                less = str(a) < str(b)
-            return less if direction == "asc" else not less
-        return False
-
-    def lead(self) -> SortKey:
-        """The key of the first sort field alone (what a member that sorts on the lead field orders by)."""
-        return SortKey(self.values[:1], self.order[:1])
-
-    __hash__ = None  # type: ignore[assignment]
+        return SortKey.of(item, self.order)
 
 
 # ------------------------------------------------------------------ helpers
-def field_name(name: str) -> str:
-    """`properties.eo:cloud_cover` and `eo:cloud_cover` are one sort/filter field."""
-    return name[len("properties."):] if name.startswith("properties.") else name
-
-
-def _sort_value(item: dict[str, Any], name: str) -> Any:
-    if name in TOP_LEVEL:
-        return item.get(name)
-    props = item.get("properties") or {}
-    value = props.get(name)
-    if name == "datetime" and value is None:
-        value = props.get("start_datetime")
-    if name in TEMPORAL or (isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and "T" in value):
-        return _instant(value) if isinstance(value, str) else value
-    return value
-
-
-def _instant(value: str) -> Any:
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def _intersects(area: Any, item: dict[str, Any]) -> bool:
-    geometry = item.get("geometry")
-    try:
-        shape = shapely.geometry.shape(geometry) if geometry else (
-            shapely.geometry.box(*item["bbox"][:2], *item["bbox"][-2:]) if item.get("bbox") else None)
-    except (GEOSException, ValueError, TypeError, KeyError):
-        return False
-    return shape is not None and shape.intersects(area)
-
-
-def _overlaps(props: dict[str, Any], start: dt.datetime | None, end: dt.datetime | None) -> bool:
-    first = _instant(props.get("start_datetime") or props.get("datetime") or "")
-    last = _instant(props.get("end_datetime") or props.get("datetime") or "")
-    if not isinstance(first, float) or not isinstance(last, float):
-        return False
-    return (end is None or first <= end.timestamp()) and (start is None or last >= start.timestamp())
-
-
 def _copy_path(source: dict[str, Any], target: dict[str, Any], path: list[str]) -> None:
     head, rest = path[0], path[1:]
     if head not in source:
@@ -248,25 +180,6 @@ def _str_list(value: Any, parameter: str) -> list[str] | None:
     if not items:
         raise InvalidParameter(f"'{parameter}' is empty", parameter=parameter)
     return items
-
-
-def _geometry(value: Any) -> dict[str, Any] | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise InvalidParameter("'intersects' must be a GeoJSON geometry", parameter="intersects") from None
-    if isinstance(value, dict) and value.get("type") == "Feature":
-        value = value.get("geometry")
-    try:
-        shape = shapely.geometry.shape(value)
-    except (GEOSException, ValueError, TypeError, KeyError, AttributeError):
-        raise InvalidParameter("'intersects' must be a GeoJSON geometry", parameter="intersects") from None
-    if shape.is_empty:
-        raise InvalidParameter("'intersects' is an empty geometry", parameter="intersects")
-    return dict(value)
 
 
 def _sortby(value: Any) -> SortBy:

@@ -52,12 +52,25 @@ def generated_secret() -> bytes:
 
 
 class TokenSigner:
-    def __init__(self, secret: bytes, ttl: float = TOKEN_TTL_SECONDS) -> None:
-        self._secret = secret
+    """Signs with the first key and accepts a token signed with any of them, so that the secret can be rotated
+    without breaking the searches in flight: `GEOFED_PAGINATION_SECRET=new,old`, later `new`. A `bytes` secret
+    is read as that comma-separated list."""
+
+    def __init__(self, secret: bytes | list[bytes], ttl: float = TOKEN_TTL_SECONDS) -> None:
+        keys = [k.strip() for k in secret.split(b",")] if isinstance(secret, bytes) else list(secret)
+        self._keys = [k for k in keys if k]
+        if not self._keys:
+            raise ValueError("a token signer needs at least one non-empty key")
         self.ttl = ttl
 
-    def _sign(self, payload: bytes) -> str:
-        return _b64(hmac.new(self._secret, payload, hashlib.sha256).digest())
+    def _sign(self, payload: bytes, key: bytes | None = None) -> str:
+        return _b64(hmac.new(key or self._keys[0], payload, hashlib.sha256).digest())
+
+    def _verified(self, payload: str, signature: str) -> bool:
+        ok = False
+        for key in self._keys:  # no early exit: the time taken does not tell which key signed it
+            ok |= hmac.compare_digest(signature, self._sign(payload.encode(), key))
+        return ok
 
     def encode(self, state: dict[str, Any], qhash: str) -> str:
         body = {"v": _VERSION, "q": qhash, "exp": int(time.time() + self.ttl), "s": state}
@@ -67,7 +80,7 @@ class TokenSigner:
     def decode(self, token: str, qhash: str) -> dict[str, Any]:
         """The state inside `token`; 400 (naming `token`) when it is malformed, forged, expired or foreign."""
         payload, _, signature = token.strip().partition(".")
-        if not payload or not signature or not hmac.compare_digest(signature, self._sign(payload.encode())):
+        if not payload or not signature or not self._verified(payload, signature):
             raise InvalidParameter(
                 "'token' is not a valid paging token of this server (tampered, truncated, or from another "
                 "deployment); restart the search without it", parameter="token",

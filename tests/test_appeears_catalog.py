@@ -95,6 +95,16 @@ def test_collection_search_finds_products_and_item_search_is_empty(geofed: Any, 
     assert item.status_code == 404
 
 
+def test_metadata_only_collections_advertise_no_item_properties(geofed: Any) -> None:
+    # No items, so no AppEEARS queryable: only the item members every STAC collection has (the bridge's own),
+    # and filtering on them is a valid, empty search.
+    queryables = geofed.get("/stac/collections/appeears:MOD11A1.061/queryables").json()["properties"]
+    assert set(queryables) <= {"id", "collection", "geometry", "datetime"}
+    search = geofed.get("/stac/search", params={"collections": "appeears:MOD11A1.061",
+                                                "filter": "collection='appeears:MOD11A1.061'"})
+    assert search.status_code == 200 and search.json()["features"] == []
+
+
 # ----------------------------------------------------------------- catalog revalidation
 def test_catalog_reads_revalidate_and_refused_credentials_are_a_502(start_geofed: Any, sims: Any) -> None:
     # one server for two checks (servers are slow to start): no read cache, and a wrong AppEEARS password
@@ -112,7 +122,7 @@ def test_catalog_reads_revalidate_and_refused_credentials_are_a_502(start_geofed
     assert product_reads == [200, 304]
     assert list_reads == [200, 304]
     # the catalog is public; submitting needs a login, which AppEEARS refuses
-    body["inputs"]["layers"] = [{"product": "MOD13Q1.061", "layer": "250m_16_days_NDVI"}]
+    body["inputs"]["layers"] = [{"product": "MOD13Q1.061", "layer": "_250m_16_days_NDVI"}]
     response = server.post("/processes/appeears-extract/execution", json=body, headers={"Prefer": "respond-async"})
     assert response.status_code == 502, response.text
     assert "AppEEARS" in response.json()["description"] and wrong not in response.text
@@ -131,9 +141,12 @@ def test_simulator_login_expiry_and_query_string_submit(sims: Any) -> None:
     submitted = sims.post("appeears", "/task?task_type=point&task_name=qs&startDate=01-01-2010&endDate=01-31-2010"
                           "&layer=MOD11A1.061,LST_Day_1km&coordinate=US-Ha1,DBF,42.5378,-72.1715",
                           headers=headers)
-    assert submitted.status_code == 202
-    task_id = submitted.json()["task_id"]
-    assert submitted.headers["location"] == f"/status/{task_id}"
+    # the doc's sample answer: the id only in Location, an empty text/html body
+    assert submitted.status_code == 202 and submitted.content == b""
+    assert submitted.headers["content-type"].startswith("text/html") and submitted.headers["content-length"] == "0"
+    task_id = submitted.headers["location"].removeprefix("/status/")
+    assert [t["task_id"] for t in sims.get("appeears", "/task", headers=headers).json()
+            if t["task_name"] == "qs"] == [task_id]
     task = sims.get("appeears", f"/task/{task_id}", headers=headers).json()
     assert task["params"]["coordinates"] == [{"latitude": 42.5378, "longitude": -72.1715, "id": "US-Ha1",
                                               "category": "DBF"}]  # lat,lon order in the query string

@@ -25,7 +25,7 @@ POLYGON = {"type": "Polygon", "coordinates": [[[-72.3, 42.4], [-72.0, 42.4], [-7
 
 def area_inputs(name: str, **extra: Any) -> dict[str, Any]:
     return {"task_type": "area", "task_name": name, "start_date": "2020-06-01", "end_date": "2020-06-30",
-            "layers": [{"product": "MOD13Q1.061", "layer": "250m_16_days_NDVI"},
+            "layers": [{"product": "MOD13Q1.061", "layer": "_250m_16_days_NDVI"},
                        {"product": "MOD11A1.061", "layer": "LST_Day_1km"}],
             "geometry": POLYGON, "file_type": "geotiff", "projection": "geographic", **extra}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,10 @@ def test_simulate_prints_working_base_urls() -> None:
         urls = {}
         assert process.stdout is not None
         for line in process.stdout:
-            if line.startswith("(admin"):
+            if line.startswith("# admin"):
                 break
-            if "=" in line and not line.startswith("#"):
-                key, value = line.strip().split("=", 1)
+            if line.startswith("export "):  # a shell can eval these lines as they are
+                key, value = shlex.split(line)[1].split("=", 1)
                 if key.endswith("_URL") and not key.endswith(("TOKEN_URL", "AUTH_URL")):
                     urls[key] = value
         assert len(urls) == 5

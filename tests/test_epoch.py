@@ -137,9 +137,13 @@ def test_sequential_pages_reuse_one_upstream_stream(geofed: Any, sims: Any) -> N
         assert body["numberReturned"] == 13
         got += [f["id"] for f in body["features"]]
     assert got == truth
-    calls = sims.log("epoch", UPSTREAM)
+    calls = [c for c in sims.log("epoch", UPSTREAM) if "aggregate=false" in c["query"]]
     assert len(calls) == 1, [c["query"] for c in calls]  # page 12 continued the stream page 1 opened
     assert "limit=" in calls[0]["query"]
+    # numberMatched (what QGIS shows as the layer's size): one aggregate call, for every page of the query
+    counts = [c for c in sims.log("epoch", UPSTREAM) if "aggregate=true" in c["query"]]
+    assert len(counts) == 1 and body["numberMatched"] == len(ids(upstream(
+        sims, collection_id="soy-mt-2023", facility_id="trader-sinop")))
 
 
 def test_a_slowly_dripping_stream_still_gives_exact_pages(geofed: Any, sims: Any) -> None:
@@ -249,6 +253,65 @@ def test_sorting_and_an_unterminated_last_line(geofed: Any, sims: Any) -> None:
     assert body["numberMatched"] == len(truth)
 
 
+def cql2_condition(name: str, schema: dict[str, Any], value: Any) -> str:
+    """`name` compared with the value an item carries, in CQL2 text (datetimes as TIMESTAMPs)."""
+    if value is None:
+        return f"{name} IS NULL"
+    if schema.get("format") == "date-time":
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+        return f"{name} = TIMESTAMP('{moment.strftime('%Y-%m-%dT%H:%M:%SZ')}')"
+    if schema.get("type") in ("number", "integer"):
+        return f"{name} = {value!r}"
+    return f"{name} = '{value}'"
+
+
+def type_fits(schema: dict[str, Any], value: Any) -> bool:
+    kind = schema.get("type")
+    if value is None:
+        return True
+    if kind in ("number", "integer"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    return kind is None
+
+
+@pytest.mark.parametrize("face", ["ogc", "stac"])
+def test_every_queryable_finds_the_item_carrying_its_value(geofed: Any, face: str) -> None:
+    """Both faces: for each advertised queryable, a filter on the value an item carries finds that item."""
+    narrow = "facility_id = 'lbc-sefwi-01'"  # pushed down: keeps every query small
+    if face == "ogc":
+        doc = geofed.get("/collections/epoch-plots/queryables", params={"f": "json"}).json()
+        items = geofed.get(ITEMS, params={"f": "json", "filter": narrow, "limit": 10}).json()["features"]
+    else:
+        doc = geofed.get("/stac/collections/epoch-plots/queryables").json()
+        items = geofed.get("/stac/search", params={"collections": "epoch-plots", "filter": narrow,
+                                                    "limit": 10}).json()["features"]
+    assert len(items) == 10
+    queryables = {k: v for k, v in doc["properties"].items() if k != "geometry"}
+    assert {"facility_id", "monitoring_start", "area"} <= set(queryables)
+    if face == "stac":
+        assert {"start_datetime", "end_datetime", "datetime"} <= set(queryables)
+        assert "thumbnail_url" not in queryables  # an asset on items, not a property
+    for name, schema in queryables.items():
+        carried = [i for i in items if name in i["properties"] or name in ("id", "collection")]
+        assert carried, f"{face}: no item carries the queryable {name}"
+        item = next((i for i in carried if i["properties"].get(name) is not None), carried[0])
+        value = item.get(name) if name in ("id", "collection") else item["properties"].get(name)
+        assert type_fits(schema, value), f"{face}: {name} is {value!r}, advertised as {schema}"
+        condition = f"{narrow} AND {cql2_condition(name, schema, value)}"
+        if face == "ogc" and schema.get("type") == "number":  # the query-string form of a numeric equality
+            response = geofed.get(ITEMS, params={"f": "json", name: value, "filter": narrow, "limit": 10})
+        elif face == "ogc":
+            response = geofed.get(ITEMS, params={"f": "json", "filter": condition, "limit": 10})
+        else:
+            response = geofed.get("/stac/search", params={"collections": "epoch-plots", "filter": condition,
+                                                          "limit": 10})
+        assert response.status_code == 200, f"{face} {condition}: {response.text}"
+        found = [f["id"] for f in response.json()["features"]]
+        assert item["id"] in found, f"{face}: {condition} did not find {item['id']}"
+
+
 # ----------------------------------------------------------------- broken streams and upstream errors
 def test_stream_cut_mid_line_is_502_not_a_short_page(geofed: Any, sims: Any) -> None:
     sims.faults("epoch", truncate_bytes=20_000, path=UPSTREAM)
@@ -274,9 +337,10 @@ def test_stream_closed_on_a_line_boundary_is_502(geofed: Any, sims: Any) -> None
 
 
 def test_upstream_unavailable_is_503_naming_epoch(geofed: Any, sims: Any) -> None:
-    sims.faults("epoch", status=503, count=1, path=UPSTREAM)
+    sims.faults("epoch", status=503, path=UPSTREAM)  # unavailable on every attempt (one 503 is retried)
     response = geofed.get(ITEMS, params={"f": "json", "facility_id": "coop-daloa-02", "limit": 3})
     assert response.status_code == 503 and "Epoch" in response.text
+    assert len(sims.log("epoch", UPSTREAM)) > 1  # the stream is opened through the retrying send path
 
 
 def test_refused_token_is_502_and_never_shown(start_geofed: Any, sims: Any) -> None:

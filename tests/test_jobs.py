@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import shutil
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import psycopg
 import pytest
 import yaml
 from owslib.ogcapi.processes import Processes
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
 from simulators.server import free_port
-from tests.conftest import ROOT, GeofedServer, Sims, launch_geofed, require_service
+from tests.conftest import GeofedServer, Sims, launch_geofed, require_service
 
 PROCESS = "appeears-extract"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -182,7 +183,7 @@ def test_two_replicas_share_jobs_through_postgresql(
     truth: AppeearsTruth, slow_tasks: Callable[[float], None], pg_url: str,
 ) -> None:
     slow_tasks(30)
-    env = {**geofed_env_vars, "GEOFED_DATABASE_URL": pg_url}
+    env = {**geofed_env_vars, "GEOFED_DATABASE_URL": pg_url, "GEOFED_PAGINATION_SECRET": "test-replicas-secret"}
     # both start at once: creating the schema must be safe when replicas race for it
     with ThreadPoolExecutor(max_workers=2) as pool:
         a, b = pool.map(lambda name: launch_geofed(env, tmp_path / name), ("a", "b"))
@@ -333,25 +334,11 @@ def test_sync_processes_run_through_the_manager_keeping_error_statuses(geofed: G
 
 
 # ---------------------------------------------------------------------------------------------- access
-@pytest.fixture
-def keyed_config(tmp_path: Path) -> Path:
-    """geofed's config with the operator marking Epoch's process as credit-spending (`requires_api_key: true`)."""
-    config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
-    fragment = config / "resources" / "epoch.yml"
-    resources = yaml.safe_load(fragment.read_text())
-    resources[EPOCH]["requires_api_key"] = True
-    fragment.write_text(yaml.safe_dump(resources))
-    return config
-
-
-def test_api_keys_guard_processes_and_scope_jobs(
-    sims: Sims, start_geofed: Callable[..., GeofedServer], keyed_config: Path,
-) -> None:
+def test_api_keys_guard_processes_and_scope_jobs(sims: Sims, start_geofed: Callable[..., GeofedServer]) -> None:
     key_a, key_b = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    server = start_geofed(GEOFED_API_KEYS=f"{key_a},{key_b}", GEOFED_CONFIG_DIR=str(keyed_config))
+    server = start_geofed(GEOFED_API_KEYS=f"{key_a},{key_b}", GEOFED_API_KEY_PROCESSES=EPOCH)
     async_ = {"Prefer": "respond-async"}
-    # AppEEARS and SpaceKnow analyses say so in their classes, Epoch's in the operator's YAML
+    # AppEEARS and SpaceKnow analyses say so in their classes, Epoch's operator in GEOFED_API_KEY_PROCESSES
     for process, body in ((PROCESS, inputs()), ("spaceknow-analysis", {}), (EPOCH, EPOCH_INPUTS)):
         url = f"/processes/{process}/execution"
         no_key = server.post(url, json={"inputs": body}, headers=async_)
@@ -383,3 +370,118 @@ def test_api_keys_guard_processes_and_scope_jobs(
     # keys never leave the server: not in its log, not in its rendered config
     leaked = server.log_text() + (server.data_dir / "pygeoapi-config.yml").read_text()
     assert key_a not in leaked and key_b not in leaked
+
+
+def test_sync_input_refusal_leaves_no_job(geofed: GeofedServer, sims: Sims) -> None:
+    before = geofed.get("/jobs", params={"processID": EPOCH, "limit": 1}).json()["numberMatched"]
+    bad = {**EPOCH_INPUTS, "monitoring_start": "not-a-date"}
+    r = geofed.post(f"/processes/{EPOCH}/execution", json={"inputs": bad})
+    assert r.status_code == 400, r.text
+    assert not sims.log("epoch")  # refused before anything was sent
+    assert geofed.get("/jobs", params={"processID": EPOCH, "limit": 1}).json()["numberMatched"] == before
+
+
+def test_a_mode_the_process_does_not_offer_is_a_clear_400(geofed: GeofedServer) -> None:
+    offered = {p["id"]: p.get("jobControlOptions") or []
+               for p in geofed.get("/processes", params={"f": "json", "limit": 1000}).json()["processes"]}
+    checked = 0
+    for process_id, modes in offered.items():
+        for mode, prefer, says in (("async-execute", "respond-async", "synchronously only"),
+                                   ("sync-execute", "wait", "asynchronously only")):
+            if mode in modes:
+                continue
+            before = geofed.get("/jobs", params={"limit": 1}).json()["numberMatched"]
+            r = geofed.post(f"/processes/{process_id}/execution", json={"inputs": {}}, headers={"Prefer": prefer})
+            assert r.status_code == 400, (process_id, prefer, r.text)
+            assert r.json()["parameter"] == "Prefer" and says in r.json()["detail"], r.json()
+            assert geofed.get("/jobs", params={"limit": 1}).json()["numberMatched"] == before
+            checked += 1
+    assert checked, "every process offers both modes: nothing to refuse"
+
+
+# ---------------------------------------------------------------------------------------------- in-process manager
+class Gate(BaseProcessor):
+    """A process that runs in geofed's own threads (not upstream-backed), both modes; it waits for its gate."""
+
+    gates: ClassVar[dict[str, threading.Event]] = {}
+
+    def __init__(self, processor_def: dict[str, Any]) -> None:
+        super().__init__(processor_def, {"id": "gate", "title": "gate", "version": "1", "inputs": {},
+                                         "outputs": {}, "jobControlOptions": ["sync-execute", "async-execute"]})
+
+    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+        if data.get("bad"):
+            error = ProcessorExecuteError(user_msg="bad input")
+            error.http_status_code = 400  # type: ignore[assignment]
+            raise error
+        if data.get("crash"):
+            raise RuntimeError("boom")
+        self.gates.setdefault(str(data.get("gate")), threading.Event()).wait(30)
+        return "application/json", {"echo": data.get("gate")}
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Any:
+    from geofed.jobs.manager import GeofedManager
+
+    return GeofedManager({"name": "geofed.jobs.manager.GeofedManager", "connection": str(tmp_path / "jobs.db"),
+                          "processes": {"gate": {"processor": {"name": f"{__name__}.Gate"}}}})
+
+
+def test_local_async_jobs_run_to_an_end_in_process(manager: Any) -> None:
+    """The async path of a process that runs in geofed itself (issue 19: it answered 500, stuck `accepted`)."""
+    from pygeoapi.util import RequestedProcessExecutionMode
+
+    respond_async = RequestedProcessExecutionMode.respond_async
+    job_id, _, _, status, _ = manager.execute_process("gate", {"gate": "a"}, execution_mode=respond_async)
+    assert status.value == "accepted"
+    wait_until("the job to run", lambda: manager.store.get(job_id).status == "running", timeout=10)
+    running = manager.store.get(job_id)
+    assert running.kind == "local" and running.lease_until > time.time()  # held by this server, renewed
+    Gate.gates.setdefault("a", threading.Event()).set()
+    wait_until("the job to succeed", lambda: manager.store.get(job_id).status == "successful", timeout=10)
+    assert manager.get_job_result(job_id) == ("application/json", {"echo": "a"})
+
+    failing, _, _, _, _ = manager.execute_process("gate", {"crash": True}, execution_mode=respond_async)
+    wait_until("the job to fail", lambda: manager.store.get(failing).status == "failed", timeout=10)
+    refused, _, _, _, _ = manager.execute_process("gate", {"bad": True}, execution_mode=respond_async)
+    wait_until("the refused job to fail", lambda: manager.store.get(refused).status == "failed", timeout=10)
+    assert manager.store.get(refused).error["status"] == 400  # an async client reads why from its job
+
+
+def test_sync_refusal_leaves_no_job_in_process(manager: Any) -> None:
+    with pytest.raises(ProcessorExecuteError):
+        manager.execute_process("gate", {"bad": True})
+    assert manager.store.list()[1] == 0
+    Gate.gates.setdefault("s", threading.Event()).set()
+    job_id, _, outputs, status, _ = manager.execute_process("gate", {"gate": "s"})
+    assert status.value == "successful" and outputs == {"echo": "s"}
+    assert manager.store.get(job_id).status == "successful"
+
+
+# ---------------------------------------------------------------------------------------------- the store
+def test_local_jobs_never_stay_active_after_their_server_is_gone(tmp_path: Path) -> None:
+    """In-process, on a SQLite store: a job running in a server's thread (kind "local") holds a lease that server
+    renews; once it lapses (the server died) or the server restarts, the job fails instead of staying active."""
+    from geofed.jobs.store import LOCAL_LEASE, JobRecord, SqliteStore
+
+    store = SqliteStore(tmp_path / "jobs.sqlite")
+    now = time.time()
+    store.insert(JobRecord("alive", "p", status="running", kind="local", lease_owner="a:1", lease_until=now + 60))
+    store.insert(JobRecord("lapsed", "p", status="running", kind="local", lease_owner="b:1", lease_until=now - 1))
+    store.insert(JobRecord("old", "p", status="accepted", kind="local", lease_owner="b:1",
+                           updated=now - LOCAL_LEASE - 1))
+    store.insert(JobRecord("restarted", "p", status="running", kind="local", lease_owner="c:1",
+                           lease_until=now + 60))
+    store.insert(JobRecord("polled", "p", status="running", kind="upstream", handle={"task": 1},
+                           lease_owner="c:1", lease_until=now + 60))
+    assert sorted(store.fail_orphans(now, now - 300)) == ["lapsed", "old"]
+    assert store.fail_orphans(now, now - 300, local_owner="c:1") == ["restarted"]
+    failed = store.get("lapsed")
+    assert failed is not None and failed.status == "failed" and failed.error and failed.error["status"] == 503
+    assert "restart" in (failed.message or "")
+    assert store.get("alive").status == "running"  # type: ignore[union-attr]
+    # a restart releases the leases on upstream jobs (polled again at once), never resurrects local ones
+    assert store.release_owner("c:1") == 1
+    polled = store.get("polled")
+    assert polled is not None and polled.lease_owner is None and polled.status == "running"

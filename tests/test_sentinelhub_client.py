@@ -23,8 +23,10 @@ from shapely.geometry import box
 
 from geofed import errors, upstreams
 from geofed.http.loop import run_sync
+from geofed.query import ItemContext, instant
 from geofed.settings import get_settings
-from providers.sentinelhub.catalog import Catalog, SearchRequest
+from providers.sentinelhub import records
+from providers.sentinelhub.client import Catalog, SearchRequest
 from providers.sentinelhub.stac import CatalogMember, members
 from simulators import AUX_PATHS, DEMO_CREDENTIALS, geofed_env
 from simulators.framework import SimulatorState
@@ -106,26 +108,25 @@ def test_cloud_cover_search_over_several_pages_equals_simulator_truth(
     assert len(searches) == calls >= 3
     assert len(sims.log("sentinelhub", TOKEN_PATH)) == 1
 
-    # The same search in CQL2 JSON through the pystac-returning client, paging on its own.
-    request = SearchRequest("sentinel-2-l2a", start=YEAR_2023[0], end=YEAR_2023[1], bbox=AREA, limit=1000,
-                            filter={"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]})
-
-    async def collect() -> list[pystac.Item]:
-        return [item async for item in Catalog().search_all(request, max_items=len(expected) + 10)]
-
-    found = run_sync(collect())
-    assert all(isinstance(i, pystac.Item) for i in found)
-    assert [i.id for i in found] == expected
-    assert {b["body"]["limit"] for b in _bodies(sims) if b["path"].endswith("/search")} == {100}
+    # The same search in CQL2 JSON (sent upstream as a JSON object), every match once.
+    sims.http.delete(f"{sims.url('sentinelhub')}/_sim/bodies").raise_for_status()
+    as_json = SearchParams(collections=["sentinelhub:sentinel-2-l2a"], limit=1000, bbox=AREA, start=YEAR_2023[0],
+                           end=YEAR_2023[1], filter_raw={"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]},
+                           filter_lang="cql2-json")
+    found, _ = _search_all(_member(), as_json)
+    assert [i["id"] for i in found] == expected
+    sent = [b["body"] for b in _bodies(sims) if b["path"].endswith("/search")]
+    assert {b["limit"] for b in sent} == {100}
+    assert all(b["filter"] == as_json.filter_raw and b["filter-lang"] == "cql2-json" for b in sent)
 
 
 def test_token_reused_across_50_calls(configured: None, sims: Any, truth: SimulatedCatalog) -> None:
     wanted = truth.records["sentinel-2-l1c"][:50]
-    catalog = Catalog()
+    member = _member()
     for record in wanted:
-        item = run_sync(catalog.item("sentinelhub:sentinel-2-l1c", record.item["id"]))
-        assert item.id == record.item["id"]
-        assert item.datetime == record.when
+        item = run_sync(member.get_item("sentinelhub:sentinel-2-l1c", record.item["id"]))
+        assert item["id"] == record.item["id"]
+        assert instant(item["properties"]["datetime"]) == record.when
     assert len(sims.log("sentinelhub", "/catalog/1.0.0/collections/sentinel-2-l1c/items/")) == 50
     assert len(sims.log("sentinelhub", TOKEN_PATH)) == 1
 
@@ -192,10 +193,12 @@ def test_member_walks_collections_one_upstream_search_each(configured: None, sim
 
 
 def test_filter_rejected_upstream_is_400_with_its_message(configured: None) -> None:
-    params = SearchParams(collections=["sentinelhub:sentinel-2-l2a"], filter_raw="platform = 'sentinel-2a'",
-                          filter_lang="cql2-text", start=YEAR_2023[0], end=YEAR_2023[1])
+    # The member never sends a filter the Catalog's grammar rejects (test_sentinelhub_contract.py); a client
+    # that does gets the upstream's 400 with its message.
+    request = SearchRequest(collection="sentinel-2-l2a", filter="platform = 'sentinel-2a'", filter_lang="cql2-text",
+                            start=YEAR_2023[0], end=YEAR_2023[1])
     with pytest.raises(errors.UpstreamRejected) as caught:
-        run_sync(_member().search(params, None))
+        run_sync(Catalog().search(request))
     assert caught.value.status == 400
     assert "platform is not a queryable" in caught.value.message
     assert "Sentinel Hub" in caught.value.message
@@ -228,6 +231,21 @@ def test_items_and_collections_are_valid_stac_1_1(configured: None, truth: Simul
         validator.validate_core(collection, pystac.STACObjectType.COLLECTION, "1.1.0")
     queryables = run_sync(member.queryables("sentinelhub:sentinel-2-l2a"))
     assert {"eo:cloud_cover", "datetime"} <= set(queryables)
+
+
+def test_an_upstream_preview_asset_gets_a_preview_role(truth: SimulatedCatalog) -> None:
+    # The documented Catalog has no preview asset (its one asset is an s3:// directory): a record that does
+    # offer one (as the Process API could) is listed with the STAC role clients look for.
+    record = truth.records["sentinel-2-l2a"][0].item
+    ctx = ItemContext("sentinelhub:sentinel-2-l2a", "http://geofed.test")
+    plain = records.to_item(record, ctx)
+    assert plain["assets"]["data"]["roles"] == ["data"] and plain["collection"] == ctx.collection_id
+    previews = {**record, "assets": {**record["assets"],
+                                     "thumbnail": {"href": "https://example.test/t.png", "type": "image/png"},
+                                     "visual": {"href": "https://example.test/v.tif", "roles": ["visual"]}}}
+    item = records.to_item(previews, ctx)
+    assert item["assets"]["thumbnail"]["roles"] == ["thumbnail"]
+    assert item["assets"]["visual"]["roles"] == ["visual", "overview"]
 
 
 def test_wrong_credentials_are_502_without_the_secret(configured: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from simulators import NAMES
-from tests.conftest import GeofedServer
+from simulators import available
+from tests.conftest import GeofedServer, Sims
 
 
 def hrefs(document: Any) -> list[str]:
@@ -104,17 +106,62 @@ def test_cors_on_both_faces_and_service_routes(geofed: GeofedServer) -> None:
 def test_healthz_reports_each_upstream_mode(geofed: GeofedServer) -> None:
     body = geofed.get("/healthz").json()
     assert body["status"] == "ok"
-    assert set(body["upstreams"]) == set(NAMES)
+    # every upstream with a service (a simulator), plus those without one (the emissions inventory)
+    served = {name: u for name, u in body["upstreams"].items() if name in available()}
+    assert set(served) == set(available()) and set(body["upstreams"]) - set(served) <= {"inventory"}
+    assert body["upstreams"]["inventory"]["mode"] == "local"  # a service of geofed's own: always enabled
     # the test server is configured like production (URLs set): every upstream is "real" to geofed
-    assert {u["mode"] for u in body["upstreams"].values()} == {"real"}
+    assert {u["mode"] for u in served.values()} == {"real"}
 
 
-def test_metrics_count_requests_per_route(geofed: GeofedServer) -> None:
-    geofed.get("/conformance", params={"f": "json"})
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def upstream_calls(text: str, upstream: str) -> float:
+    """`geofed_upstream_calls_total` of one upstream, summed over statuses."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text) if family.name == "geofed_upstream_calls"
+        for sample in family.samples
+        if sample.name == "geofed_upstream_calls_total" and sample.labels["upstream"] == upstream
+    )
+
+
+def test_metrics_count_requests_per_route(geofed: GeofedServer, sims: Sims) -> None:
+    before = geofed.get("/metrics").text
+    assert geofed.get("/conformance", params={"f": "json"}).status_code == 200
+    items = geofed.get("/collections/carbonmapper-plumes/items",
+                       params={"f": "json", "limit": 3, "offset": random.randrange(100, 1500)})  # not cached
+    assert items.status_code == 200, items.text
     text = geofed.get("/metrics").text
-    assert 'geofed_requests_total{method="GET",route="/conformance",status="200"}' in text
-    assert "geofed_request_seconds_bucket" in text
-    assert "geofed_upstream_calls_total" in text or "# TYPE geofed_upstream_calls_total counter" in text
+    counted = {"method": "GET", "route": "/conformance", "status": "200"}
+    assert metric(text, "geofed_requests_total", **counted) == metric(before, "geofed_requests_total", **counted) + 1
+    assert metric(text, "geofed_request_seconds_count", method="GET", route="/conformance") >= 1
+    # the items page reached CarbonMapper: exactly the upstream calls the simulator saw were counted
+    seen = len([e for e in sims.log("carbonmapper") if e["status"] == 200])
+    assert seen >= 1
+    ok = {"upstream": "carbonmapper", "status": "200"}
+    assert metric(text, "geofed_upstream_calls_total", **ok) - metric(before, "geofed_upstream_calls_total", **ok) \
+        == seen
+
+
+def test_healthz_calls_agree_with_metrics_for_every_upstream(geofed: GeofedServer) -> None:
+    assert geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 1}).status_code == 200
+    for _ in range(10):  # background job polls may call an upstream between two reads: read until quiet
+        first = geofed.get("/metrics").text
+        health = geofed.get("/healthz").json()["upstreams"]
+        last = geofed.get("/metrics").text
+        if all(upstream_calls(first, n) == upstream_calls(last, n) for n in health):
+            break
+    assert health["carbonmapper"]["calls"] >= 1
+    for name, record in health.items():
+        assert record["calls"] == upstream_calls(last, name), (name, record)
 
 
 def test_unknown_collection_is_a_clean_404(geofed: GeofedServer) -> None:
@@ -126,7 +173,8 @@ def test_unknown_collection_is_a_clean_404(geofed: GeofedServer) -> None:
 def test_demo_mode_runs_simulators_and_says_so(start_geofed: Any) -> None:
     server: GeofedServer = start_geofed(with_simulators=False, GEOFED_DEMO="1")
     health = server.get("/healthz").json()["upstreams"]
-    assert {u["mode"] for u in health.values()} == {"simulated"}
+    # every upstream with a service runs on its simulator; geofed's own services (the inventory) are local
+    assert {u["mode"] for u in health.values()} == {"simulated", "local"}
     description = server.get("/", params={"f": "json"}).json()["description"]
     assert "Demo mode" in description
     collections = server.get("/collections", params={"f": "json"}).json()["collections"]
@@ -139,6 +187,6 @@ def test_demo_mode_runs_simulators_and_says_so(start_geofed: Any) -> None:
 def test_demo_off_without_urls_disables_upstreams(start_geofed: Any) -> None:
     server: GeofedServer = start_geofed(with_simulators=False, GEOFED_DEMO="0")
     health = server.get("/healthz").json()["upstreams"]
-    assert {u["mode"] for u in health.values()} == {"disabled"}
+    assert {u["mode"] for u in health.values()} == {"disabled", "local"}
     assert server.get("/collections", params={"f": "json"}).json()["collections"] == []
     assert server.get("/stac/collections").json()["collections"] == []

@@ -17,16 +17,16 @@ from typing import Any
 import jsonschema
 import pytest
 import shapely.geometry
-import yaml
 from pystac_client import Client
 from referencing import Registry, Resource
 
+from providers.spaceknow.sources import SceneSource
 from simulators import DEMO_CREDENTIALS
 
 COLLECTION = "spaceknow-scenes"
 ITEMS = f"/collections/{COLLECTION}/items"
 SEARCH = "/imagery/search/initiate"
-CONFIG = Path(__file__).resolve().parent.parent / "config" / "resources" / "spaceknow.yml"
+OPTIONS = SceneSource.collection.options  # the collection's declared defaults (datasets, areas)
 SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "schemas"  # offline copies (see its README)
 SCHEMA_HOSTS = {"https://schemas.stacspec.org/": SCHEMAS / "stac", "https://geojson.org/schema/":
                 SCHEMAS / "stac" / "geojson.org" / "schema", "https://stac-extensions.github.io/":
@@ -128,9 +128,8 @@ def test_bbox_over_the_window_cap_is_refused(geofed: Any, sims: Any) -> None:
 
 
 def test_no_bbox_answers_from_the_default_areas(geofed: Any, sims: Any) -> None:
-    options = yaml.safe_load(CONFIG.read_text())[COLLECTION]["providers"][0]["options"]
-    datasets = {(d["provider"], d["dataset"]) for d in options["datasets"]}
-    areas = [shapely.geometry.box(*a["bbox"]) for a in options["default_areas"]]
+    datasets = {(d["provider"], d["dataset"]) for d in OPTIONS["datasets"]}
+    areas = [shapely.geometry.box(*a["bbox"]) for a in OPTIONS["default_areas"]]
     expected = {s["sceneId"] for s in archive(sims) if (s["provider"], s["dataset"]) in datasets
                 and any(shapely.geometry.shape(s["footprint"]).intersects(a) for a in areas)}
     response = items(geofed, limit=1000, datetime="2023-01-01T00:00:00Z/..")
@@ -140,9 +139,8 @@ def test_no_bbox_answers_from_the_default_areas(geofed: Any, sims: Any) -> None:
 
 @pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="REQUIRES-TOOL: ogrinfo (gdal-bin)")
 def test_ogrinfo_reads_the_whole_layer_and_a_wide_bbox(geofed: Any, sims: Any) -> None:
-    options = yaml.safe_load(CONFIG.read_text())[COLLECTION]["providers"][0]["options"]
-    datasets = {(d["provider"], d["dataset"]) for d in options["datasets"]}
-    areas = [shapely.geometry.box(*a["bbox"]) for a in options["default_areas"]]
+    datasets = {(d["provider"], d["dataset"]) for d in OPTIONS["datasets"]}
+    areas = [shapely.geometry.box(*a["bbox"]) for a in OPTIONS["default_areas"]]
 
     def count(*spat: float) -> int:
         args = ["-spat", *map(str, spat)] if spat else []
@@ -217,6 +215,21 @@ def test_search_follows_the_cursor(geofed: Any, sims: Any) -> None:
     assert len(sims.log("spaceknow", SEARCH)) == math.ceil(len(expected) / 7) + math.ceil(len(s5p) / 7)
 
 
+def test_a_lost_cursor_does_not_end_the_search_early(geofed: Any, sims: Any) -> None:
+    """Pages after the first come without a cursor although more scenes exist: geofed reads on (the cursors were
+    offsets) instead of serving the first two pages as the whole result."""
+    sims.post("spaceknow", "/_sim/config", json={"page_size": 2, "lose_cursor_after": 1}).raise_for_status()
+    try:
+        bbox = (-103.0, 31.0, -102.0, 32.0)
+        expected = truth(sims, bbox, lambda s: s["dataset"] == "PSScene")
+        assert len(expected) > 4
+        response = items(geofed, bbox=bbox_param(bbox), dataset="PSScene", limit=500)
+    finally:
+        sims.post("spaceknow", "/_sim/config", json={"page_size": 100, "lose_cursor_after": None})
+    assert response.status_code == 200, response.text
+    assert {f["id"] for f in response.json()["features"]} == expected
+
+
 def stac_validator() -> Any:
     if not SCHEMAS.exists():
         pytest.skip(f"REQUIRES-SCHEMAS: offline STAC schemas not found at {SCHEMAS}")
@@ -253,3 +266,16 @@ def test_stac_face_serves_the_same_scenes_as_valid_items(geofed: Any, sims: Any)
     for item in found:  # one mapping, two faces
         assert item["properties"] == by_id[item["id"]]["properties"]
         assert item["geometry"] == by_id[item["id"]]["geometry"]
+
+
+def test_stac_intersects_a_point_finds_the_scenes_covering_it(geofed: Any, sims: Any) -> None:
+    scene = next(s for s in archive(sims) if s["provider"] == "ab" and s["region"] == "hassi-messaoud")
+    point = shapely.geometry.shape(scene["footprint"]).representative_point()
+    expected = {s["sceneId"] for s in archive(sims)
+                if s["provider"] == "ab" and shapely.geometry.shape(s["footprint"]).intersects(point)}
+    response = geofed.post("/stac/search", json={
+        "collections": [COLLECTION], "intersects": shapely.geometry.mapping(point), "limit": 100,
+        "filter": "provider='ab'", "filter-lang": "cql2-text"})
+    assert response.status_code == 200, response.text
+    assert scene["sceneId"] in expected
+    assert {i["id"] for i in response.json()["features"]} == expected

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import shapely.geometry
-import yaml
 from pystac_client import Client
+
+from providers.spaceknow.sources import SceneSource
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = ("2024-06-01T00:00:00Z", "2024-06-20T00:00:00Z")
@@ -51,8 +52,7 @@ def sentinelhub_truth(sims: Any, collection: str, window: tuple[str, str] = WIND
 
 def spaceknow_truth(sims: Any) -> dict[str, str]:
     """Scenes of the configured datasets over the configured default areas, in WINDOW."""
-    options = yaml.safe_load((ROOT / "config/resources/spaceknow.yml").read_text())["spaceknow-scenes"]
-    options = next(p["options"] for p in options["providers"] if p.get("type") == "feature")
+    options = SceneSource.collection.options  # what the collection is configured to search by default
     datasets = {(d["provider"], d["dataset"]) for d in options["datasets"]}
     areas = [shapely.geometry.box(*a["bbox"]) for a in options["default_areas"]]
     found = {}
@@ -93,7 +93,8 @@ def faulty(start_geofed: Any) -> Any:
 def test_search_across_three_members_in_order_exactly_once(geofed: Any, truth: dict[tuple[str, str], str]) -> None:
     client = Client.open(f"{geofed.url}/stac/", timeout=120)
     collections = [*SH_COLLECTIONS, "spaceknow-scenes"]
-    search = client.search(collections=collections, datetime="/".join(WINDOW), limit=9, max_items=500)
+    search = client.search(collections=collections, datetime="/".join(WINDOW), limit=9, max_items=500,
+                           sortby="-datetime")
     items = list(search.items_as_dicts())
     got = [(i["collection"], i["id"]) for i in items]
     assert len(truth) > 3 * 9, "the window must span several pages"
@@ -215,10 +216,30 @@ def test_links_follow_a_prefixed_public_url(start_geofed: Any) -> None:
 SORT_CAP = 3000  # a server whose cap sits below Epoch's plot count and CarbonMapper STAC's collections
 
 
-def test_unrestricted_search_leaves_out_what_it_cannot_sort_and_says_so(start_geofed: Any, sims: Any) -> None:
+def test_unrestricted_search_without_sortby_is_one_native_page_per_collection(start_geofed: Any, sims: Any) -> None:
+    """pystac-client's plainest cross-collection search (issue 13): every collection with items, no sortby."""
+    server = start_geofed(GEOFED_CACHE_TTL="0")
+    client = Client.open(f"{server.url}/stac/", timeout=120)
+    collections = [c.id for c in client.get_collections() if not c.id.startswith("appeears:")]
+    assert len(collections) >= 10
+    sims.clear()
+    first = server.post(SEARCH, json={"collections": collections, "limit": 25}, timeout=300)
+    assert first.status_code == 200, first.text
+    assert len(first.json()["features"]) == 25 and "X-Geofed-Partial" not in first.headers
+    # what the first page cost upstream: about one page per collection lane (pipelines and tokens aside)
+    reads = {name: [e for e in sims.log(name) if e["method"] in ("GET", "POST") and "token" not in e["path"]
+                    and "auth" not in e["path"]] for name in sims.urls}
+    assert sum(len(r) for r in reads.values()) <= 3 * len(collections), {n: len(r) for n, r in reads.items()}
+    items = list(client.search(collections=collections, limit=25, max_items=100).items_as_dicts())
+    keys = [(i["collection"], i["id"]) for i in items]
+    assert len(keys) == 100 and len(set(keys)) == 100
+    assert len({c for c, _ in keys}) > 3, "lanes take turns: the first pages show several collections"
+
+
+def test_sortby_over_a_member_that_cannot_sort_is_left_out_or_refused(start_geofed: Any, sims: Any) -> None:
     server = start_geofed(GEOFED_FEDERATION_SORT_CAP=str(SORT_CAP))
     assert sims.info("epoch")["plots"] > SORT_CAP
-    response = server.get(SEARCH, params={"limit": 7}, timeout=300)  # what STAC Browser asks first
+    response = server.get(SEARCH, params={"limit": 7, "sortby": "-datetime"}, timeout=300)
     assert response.status_code == 200, response.text
     assert response.headers["X-Geofed-Partial"] == "true"
     page = response.json()
@@ -226,7 +247,6 @@ def test_unrestricted_search_leaves_out_what_it_cannot_sort_and_says_so(start_ge
     epoch = page["federation:members"]["epoch"]
     assert epoch["status"] == "omitted" and str(SORT_CAP) in epoch["error"]
     assert "collections=epoch-plots" in epoch["error"], "the status says how to include it"
-    assert page["federation:members"]["spaceknow"]["status"] == "ok"
     assert len(page["features"]) == 7
     keys = [(-_when(f["properties"]["datetime"]).timestamp(), f["collection"], f["id"]) for f in page["features"]]
     assert keys == sorted(keys)
@@ -236,12 +256,13 @@ def test_unrestricted_search_leaves_out_what_it_cannot_sort_and_says_so(start_ge
     later = [(-_when(f["properties"]["datetime"]).timestamp(), f["collection"], f["id"])
              for f in second.json()["features"]]
     assert later and keys[-1] < later[0] and later == sorted(later)
-    # named, it is the client's query that is too broad: a 400 naming the member
-    named = server.get(SEARCH, params={"collections": "epoch-plots,spaceknow-scenes"}, timeout=300)
+    # named, it is the client's query that is too broad: a 400 naming the member and what it can sort on
+    named = server.get(SEARCH, params={"collections": "epoch-plots,spaceknow-scenes", "sortby": "-datetime"},
+                       timeout=300)
     assert named.status_code == 400 and "Epoch" in named.json()["description"], named.text
-    assert "narrow" in named.json()["description"]
-    # alone, without sortby, it pages in its own order: nothing to merge
-    alone = server.get("/stac/collections/epoch-plots/items", params={"limit": 5}, timeout=300)
+    assert "sortby" in named.json()["description"]
+    # without sortby it pages in its own order: nothing to merge, nothing refused
+    alone = server.get(SEARCH, params={"collections": "epoch-plots,spaceknow-scenes", "limit": 5}, timeout=300)
     assert alone.status_code == 200 and len(alone.json()["features"]) == 5, alone.text
     assert "X-Geofed-Partial" not in alone.headers
 
@@ -266,7 +287,7 @@ def test_plumes_sorted_upstream_are_merged_lazily_and_exactly(start_geofed: Any,
     sims.clear("carbonmapper")
     client = Client.open(f"{server.url}/stac", timeout=300)  # no trailing slash, as users type it
     search = client.search(collections=["carbonmapper-plumes", s1], datetime="/".join(window), limit=10,
-                           max_items=wanted)
+                           max_items=wanted, sortby="-datetime")
     got = [(i["collection"], i["id"]) for i in search.items_as_dicts()]
     assert got == expected
     plume_calls = len(sims.log("carbonmapper", "/plumes/annotated"))

@@ -21,6 +21,7 @@ from stac_bridge.search import FederatedQuery
 from stac_bridge.token import TokenSigner
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+NEWEST = ["-datetime"]  # an explicit order: without sortby the federation promises none (lanes take turns)
 
 
 def item(collection: str, n: int, hours: int, cloud: float = 0.0) -> dict[str, Any]:
@@ -54,13 +55,14 @@ class ListMember:
         return any(i["collection"] == collection_id for i in self.items)
 
     def sorts_natively(self, sortby: SortBy) -> bool:
-        return self.sorts == "exact" and not sortby
+        return self.sorts == "exact" and sortby == [("datetime", "desc")]
 
     def sortable(self, collections: list[str]) -> set[str]:
         return {"datetime"} if self.sorts == "lead" else set()
 
     async def search(self, params: SearchParams, state: Any | None) -> MemberPage:
         self.calls += 1
+        self.last = params
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failure is not None:
@@ -82,7 +84,7 @@ class ListMember:
         raise errors.NotFound("no")
 
     async def queryables(self, collection_id: str) -> dict[str, Any]:
-        return {}
+        return {name: {} for i in self.items if i["collection"] == collection_id for name in i["properties"]}
 
 
 def federation(*members: ListMember, budget: int = 6000, cap: int = 10_000, timeout: float = 5) -> Federation:
@@ -117,7 +119,7 @@ def three_members() -> tuple[ListMember, ListMember, ListMember, list[dict[str, 
 @pytest.mark.parametrize("budget", [6000, 0], ids=["stash", "re-read"])
 def test_merge_returns_every_item_once_in_order(budget: int) -> None:
     a, b, c, everything = three_members()
-    pages = every_page(federation(a, b, c, budget=budget), limit=5)
+    pages = every_page(federation(a, b, c, budget=budget), limit=5, sortby=NEWEST)
     got = [f"{i['collection']}/{i['id']}" for page in pages for i in page]
     assert got == default_order(everything)
     assert [len(p) for p in pages[:-1]] == [5] * (len(pages) - 1)
@@ -137,7 +139,7 @@ def test_sortby_reads_non_sorting_members_fully_and_sorts() -> None:
 def test_duplicates_and_local_filter() -> None:
     a = [item("a", n, hours=n, cloud=n % 3) for n in range(10)]
     dup = ListMember("alpha", [*a, dict(a[4])])  # the member repeats an item
-    pages = every_page(federation(dup), limit=3, filter_expr="cloud = 1", filter_lang="cql2-text")
+    pages = every_page(federation(dup), limit=3, filter_expr="cloud = 1", filter_lang="cql2-text", sortby=NEWEST)
     got = [i["id"] for page in pages for i in page]
     assert got == [i["id"] for i in reversed(a) if i["properties"]["cloud"] == 1]
 
@@ -191,7 +193,7 @@ def ties() -> tuple[ListMember, ListMember, ListMember, list[dict[str, Any]]]:
 @pytest.mark.parametrize("limit", [1, 4, 7])
 def test_members_sorting_on_the_lead_key_merge_lazily_and_exactly(budget: int, limit: int) -> None:
     a, b, c, everything = ties()
-    pages = every_page(federation(a, b, c, budget=budget), limit=limit)
+    pages = every_page(federation(a, b, c, budget=budget), limit=limit, sortby=NEWEST)
     got = [f"{i['collection']}/{i['id']}" for page in pages for i in page]
     assert got == default_order(everything)
     assert [len(p) for p in pages[:-1]] == [limit] * (len(pages) - 1)
@@ -200,7 +202,7 @@ def test_members_sorting_on_the_lead_key_merge_lazily_and_exactly(budget: int, l
 def test_lead_sorting_member_is_read_only_as_far_as_the_page_needs() -> None:
     a = ListMember("alpha", [item("a", n, hours=n // 3) for n in range(300)], sorts="lead", page=5)
     b = ListMember("beta", [item("b", n, hours=n) for n in range(300)], sorts="lead", page=5)
-    page = asyncio.run(federation(a, b).page(FederatedQuery.from_request(limit=5)))
+    page = asyncio.run(federation(a, b).page(FederatedQuery.from_request(limit=5, sortby=NEWEST)))
     assert [i["id"] for i in page.items] == ["b-299", "b-298", "b-297", "b-296", "b-295"]
     assert page.matched == 600 and page.token
     assert a.calls + b.calls <= 4, "a lazy merge reads a page or two per member, not 120 pages"
@@ -212,9 +214,9 @@ def test_lead_sorting_member_is_read_only_as_far_as_the_page_needs() -> None:
 def test_over_the_sort_cap_is_a_400_naming_the_member_when_named() -> None:
     c = ListMember("gamma", [item("c", n, n) for n in range(30)], sorts=False)
     a = ListMember("alpha", [item("a", n, n) for n in range(5)])
-    for query in ({"collections": ["c", "a"]}, {"collections": ["c"], "sortby": ["-datetime"]}):
+    for query in ({"collections": ["c", "a"]}, {"collections": ["c"]}):
         with pytest.raises(errors.InvalidParameter) as caught:
-            asyncio.run(federation(c, a, cap=20).page(FederatedQuery.from_request(limit=5, **query)))
+            asyncio.run(federation(c, a, cap=20).page(FederatedQuery.from_request(limit=5, sortby=NEWEST, **query)))
         assert "gamma" in caught.value.message and "narrow" in caught.value.message
 
 
@@ -222,15 +224,15 @@ def test_over_the_sort_cap_unnamed_is_left_out_and_said_so() -> None:
     c = ListMember("gamma", [item("c", n, n) for n in range(30)], sorts=False)
     a = ListMember("alpha", [item("a", n, n) for n in range(7)])
     fed = federation(c, a, cap=20)
-    page = asyncio.run(fed.page(FederatedQuery.from_request(limit=5)))
+    page = asyncio.run(fed.page(FederatedQuery.from_request(limit=5, sortby=NEWEST)))
     assert page.partial and page.missing == ["gamma"] and page.matched is None
     block = page.members["gamma"]
     assert block["status"] == "omitted" and "20" in block["error"] and "collections=c" in block["error"]
     assert [i["id"] for i in page.items] == ["a-6", "a-5", "a-4", "a-3", "a-2"]
-    nxt = asyncio.run(fed.page(FederatedQuery.from_request(limit=5, token=page.token)))
+    nxt = asyncio.run(fed.page(FederatedQuery.from_request(limit=5, sortby=NEWEST, token=page.token)))
     assert [i["id"] for i in nxt.items] == ["a-1", "a-0"] and nxt.missing == ["gamma"]
     with pytest.raises(errors.InvalidParameter):  # strict: nothing may be left out
-        asyncio.run(fed.page(FederatedQuery.from_request(limit=5, strict=True)))
+        asyncio.run(fed.page(FederatedQuery.from_request(limit=5, sortby=NEWEST, strict=True)))
     with pytest.raises(errors.InvalidParameter):  # nothing left at all: the 400 itself
         asyncio.run(federation(c, cap=20).page(FederatedQuery.from_request(limit=5, sortby=["-datetime"])))
 
@@ -240,7 +242,7 @@ def test_reading_a_non_sorting_member_stops_at_the_cap(reports_matched: bool) ->
     c = ListMember("gamma", [item("c", n, n) for n in range(1000)], sorts=False, page=10,
                    reports_matched=reports_matched)
     a = ListMember("alpha", [item("a", n, n) for n in range(5)])
-    page = asyncio.run(federation(c, a, cap=25).page(FederatedQuery.from_request(limit=5)))
+    page = asyncio.run(federation(c, a, cap=25).page(FederatedQuery.from_request(limit=5, sortby=NEWEST)))
     assert page.missing == ["gamma"]
     assert c.calls == (1 if reports_matched else 3), "read one page past the cap at most"
 
@@ -248,7 +250,7 @@ def test_reading_a_non_sorting_member_stops_at_the_cap(reports_matched: bool) ->
 def test_a_non_sorting_member_slower_than_the_timeout_is_a_failure() -> None:
     slow = ListMember("gamma", [item("c", n, n) for n in range(40)], sorts=False, page=10, delay=0.3)
     a = ListMember("alpha", [item("a", n, n) for n in range(5)])
-    page = asyncio.run(federation(slow, a, timeout=0.5).page(FederatedQuery.from_request(limit=5)))
+    page = asyncio.run(federation(slow, a, timeout=0.5).page(FederatedQuery.from_request(limit=5, sortby=NEWEST)))
     assert page.missing == ["gamma"] and page.members["gamma"]["status"] == "failed"
     assert page.members["gamma"]["status_code"] == 504 and len(page.items) == 5
 
@@ -260,10 +262,10 @@ def test_a_timed_out_full_read_goes_on_and_serves_the_same_search_again() -> Non
     fed = Federation(registry, TokenSigner(b"k" * 32), sort_cap=10_000, cache_ttl=60)
 
     async def twice() -> tuple[Any, Any, int]:
-        first = await fed.page(FederatedQuery.from_request(limit=5))
+        first = await fed.page(FederatedQuery.from_request(limit=5, sortby=NEWEST))
         await asyncio.sleep(0.8)  # the read (4 calls of 0.2 s) finishes in the background
         calls = slow.calls
-        return first, await fed.page(FederatedQuery.from_request(limit=5)), calls
+        return first, await fed.page(FederatedQuery.from_request(limit=5, sortby=NEWEST)), calls
 
     first, again, calls = asyncio.run(twice())
     assert first.missing == ["gamma"] and first.members["gamma"]["status_code"] == 504
@@ -288,3 +290,49 @@ def test_bad_bbox_and_intersects_are_400s() -> None:
         with pytest.raises(errors.InvalidParameter) as caught:
             FederatedQuery.from_request(**query)
         assert caught.value.parameter == parameter
+
+
+@pytest.mark.parametrize("budget", [6000, 0], ids=["stash", "re-read"])
+def test_without_sortby_lanes_take_turns_in_their_own_order(budget: int) -> None:
+    a = [item("a", n, hours=n) for n in range(9)]
+    b = [item("b", n, hours=100 - n) for n in range(4)]
+    c = [item("c", n, hours=(n * 7) % 30) for n in range(30)]
+    members = (ListMember("alpha", a, sorts=False, page=4), ListMember("beta", b, sorts=False, page=4),
+               ListMember("gamma", c, sorts=False, page=4))
+    fed = federation(*members, cap=5, budget=budget)  # the cap only bounds sorting: no sortby, nothing omitted
+    first = asyncio.run(fed.page(FederatedQuery.from_request(limit=5)))
+    assert [m.calls for m in members] == [1, 1, 1], "the first page reads one native page per lane"
+    assert [i["id"] for i in first.items] == ["a-0", "b-0", "c-0", "a-1", "b-1"]
+    assert not first.partial and first.matched == 43
+    pages = every_page(fed, limit=5)
+    got = [i["id"] for page in pages for i in page]
+    assert sorted(got) == sorted(i["id"] for i in a + b + c) and len(got) == len(set(got))
+    for lane in (a, b, c):  # each lane in its member's own order
+        ids = [i["id"] for i in lane]
+        assert [x for x in got if x in ids] == ids
+
+
+def test_a_filter_on_a_property_a_member_lacks_reads_nothing() -> None:
+    a = ListMember("alpha", [item("a", n, hours=n, cloud=1) for n in range(8)])
+    with pytest.raises(errors.InvalidParameter) as caught:
+        asyncio.run(federation(a).page(FederatedQuery.from_request(
+            collections=["a"], limit=3, filter_expr="eo:cloud_cover < 10", filter_lang="cql2-text")))
+    assert caught.value.parameter == "filter" and "eo:cloud_cover" in caught.value.message and a.calls == 0
+
+
+def test_what_the_filter_implies_is_decided_before_reading() -> None:
+    a = ListMember("alpha", [item("a", n, hours=n) for n in range(8)], sorts=False)
+    b = ListMember("beta", [item("b", n, hours=n) for n in range(8)], sorts=False)
+    fed = federation(a, b)
+    page = asyncio.run(fed.page(FederatedQuery.from_request(
+        limit=3, filter_expr="collection = 'a' OR collection IN ('c')", filter_lang="cql2-text")))
+    assert {i["collection"] for i in page.items} == {"a"} and b.calls == 0, "beta cannot match: not read"
+    since = (T0 + dt.timedelta(hours=5)).isoformat()
+    page = asyncio.run(fed.page(FederatedQuery.from_request(
+        limit=10, filter_expr=f"id = 'b-6' AND datetime > TIMESTAMP('{since}')", filter_lang="cql2-text")))
+    assert [i["id"] for i in page.items] == ["b-6"]
+    assert b.last.ids == ["b-6"] and b.last.start == T0 + dt.timedelta(hours=5), "ids and start go to members"
+    calls = a.calls + b.calls
+    empty = asyncio.run(fed.page(FederatedQuery.from_request(
+        limit=10, ids=["a-1"], filter_expr="id = 'a-2'", filter_lang="cql2-text")))
+    assert empty.items == [] and a.calls + b.calls == calls

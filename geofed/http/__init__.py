@@ -2,9 +2,9 @@
 
 from geofed.http.auth import Auth, StaticBearer, Token, TokenAuth
 from geofed.http.client import HttpPolicy, UpstreamClient
-from geofed.http.loop import iterate_sync, run_async, run_sync
+from geofed.http.loop import run_async, run_sync
 
 __all__ = [
     "Auth", "HttpPolicy", "StaticBearer", "Token", "TokenAuth", "UpstreamClient",
-    "iterate_sync", "run_async", "run_sync",
+    "run_async", "run_sync",
 ]

@@ -3,20 +3,41 @@
 `TokenAuth` keeps one token per upstream, refreshes it `margin` seconds before it expires, lets exactly one
 caller refresh while concurrent callers wait for that refresh, and drops the token when the upstream says it
 expired (the client then retries the call once). Subclasses implement `fetch()` only.
+
+With `GEOFED_REDIS_URL` and `GEOFED_TOKEN_KEY` set, replicas share tokens (`SharedTokens`): a replica that needs
+one first looks in Redis; one replica at a time (a short Redis lock) asks the token endpoint and stores the token,
+Fernet-encrypted, until it expires; the others wait for it. N replicas thus ask once per token lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from geofed import errors
+import httpx
+import jwt
+import orjson
+from redis.exceptions import RedisError
 
-if TYPE_CHECKING:
-    from geofed.http.client import UpstreamClient
+from geofed import errors, shared
+from geofed.settings import get_settings
+
+LOGGER = logging.getLogger("geofed.http")
+
+
+class UpstreamClient(Protocol):
+    """What auth strategies use of `geofed.http.client.UpstreamClient` (a protocol: no import cycle)."""
+
+    name: str
+    title: str
+
+    async def token_request(self, method: str, url: str, **kwargs: Any) -> httpx.Response: ...
+
+    def decode_json(self, response: httpx.Response) -> Any: ...
 
 
 @dataclass
@@ -59,14 +80,129 @@ class StaticBearer(Auth):
         return [self.token]
 
 
+class SharedTokens:
+    """Tokens one replica fetched, for the others: in Redis under `<prefix>token:<slot>`, Fernet-encrypted,
+    expiring with the token. A slot is a keyed digest of the upstream and the account (never the account
+    itself). Redis being unreachable is not an error: the replica then asks the token endpoint itself."""
+
+    def __init__(self, store: shared.Shared, wait: float = 10.0) -> None:
+        assert store.cipher is not None, "sharing tokens needs GEOFED_TOKEN_KEY"
+        self.store = store
+        self.wait = wait
+
+    @classmethod
+    def current(cls) -> SharedTokens | None:
+        settings = get_settings()
+        store = shared.current(settings)
+        return cls(store, settings.shared_wait) if store is not None and store.cipher is not None else None
+
+    async def read(self, slot: str) -> Token | None:
+        raw = await self.store.redis().get(self.store.key("token", slot))
+        plain = self.store.decrypt(raw) if raw is not None else None
+        if plain is None:
+            return None
+        body = orjson.loads(plain)
+        return Token(str(body["value"]), float(body["expires_at"]))
+
+    async def write(self, slot: str, token: Token) -> None:
+        ttl = min(token.expires_at - time.time(), 7 * 86400.0)  # one without a known expiry: a week at most
+        if ttl <= 1:
+            return
+        plain = orjson.dumps({"value": token.value, "expires_at": min(token.expires_at, 1e12)})
+        await self.store.redis().set(self.store.key("token", slot), self.store.encrypt(plain), px=int(ttl * 1000))
+
+    async def drop(self, slot: str, value: str) -> None:
+        """Forgets the shared token if it is still `value` (the upstream called it expired)."""
+        try:
+            held = await self.read(slot)
+            if held is not None and held.value == value:
+                await self.store.redis().delete(self.store.key("token", slot))
+        except RedisError:
+            pass
+
+    async def obtain(self, slot: str, margin: float, fetch: Any) -> Token:
+        """A fresh token: the shared one, else fetched by this replica while it holds the slot's lock (the others
+        wait for it, at most `wait` s: then they fetch their own)."""
+        deadline = time.monotonic() + self.wait
+        try:
+            while True:
+                token = await self.read(slot)
+                if token is not None and token.expires_at - margin > time.time():
+                    return token
+                lock = self.store.lock(f"token:{slot}", ttl=self.wait + 30)
+                if await lock.acquire():
+                    try:
+                        token = await self.read(slot)  # stored while we took the lock?
+                        if token is not None and token.expires_at - margin > time.time():
+                            return token
+                        token = await fetch()
+                        await self.write(slot, token)
+                        return token
+                    finally:
+                        await _release(lock)
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+        except RedisError as exc:
+            LOGGER.warning("shared tokens unavailable (%s): this replica asks the token endpoint itself",
+                           type(exc).__name__)
+        return await fetch()
+
+
+async def _release(lock: Any) -> None:
+    try:
+        await lock.release()
+    except RedisError:  # lapsed (LockError is one) or Redis gone: it expires on its own
+        pass
+
+
 class TokenAuth(Auth):
-    """Base for token flows: single-flight refresh, early refresh, invalidate-on-expiry."""
+    """Base for token flows: single-flight refresh, early refresh, invalidate-on-expiry; tokens shared between
+    replicas through Redis when configured (`SharedTokens`)."""
 
     def __init__(self, margin: float = 60.0) -> None:
         self.margin = margin
         self._token: Token | None = None
         self._lock: asyncio.Lock | None = None
         self.refreshes = 0
+        self._shared: SharedTokens | bool | None = False  # False: not looked up yet
+        self._slot: str | None = None
+
+    def share(self, tokens: SharedTokens | None) -> None:
+        """Shares this flow's tokens through `tokens` (None: never); by default from the settings."""
+        self._shared = tokens
+
+    @property
+    def shares_tokens(self) -> bool:
+        """True once this flow's tokens are known to be shared with other replicas (e.g. a logout at shutdown
+        would then end the token the others still use)."""
+        return isinstance(self._shared, SharedTokens)
+
+    def _sharing(self, client: UpstreamClient) -> tuple[SharedTokens, str] | None:
+        if self._shared is False:
+            self._shared = SharedTokens.current()
+        if not isinstance(self._shared, SharedTokens):
+            return None
+        if self._slot is None:
+            # the account, as configured (read before the first token: the flow's own state is still empty)
+            config = sorted((k, v) for k, v in vars(self).items() if k not in _VOLATILE and (
+                isinstance(v, str | int | float | bool) or (isinstance(v, dict) and all(
+                    isinstance(x, str) for x in (*v, *v.values())))))
+            identity = repr((client.name, getattr(client, "base_url", ""), type(self).__name__, config))
+            self._slot = f"{client.name}:{self._shared.store.digest(identity)}"
+        return self._shared, self._slot
+
+    async def _obtain(self, client: UpstreamClient) -> Token:
+        async def fetch() -> Token:
+            token = await self.fetch(client)
+            self.refreshes += 1
+            return token
+
+        sharing = self._sharing(client)
+        if sharing is None:
+            return await fetch()
+        tokens, slot = sharing
+        return await tokens.obtain(slot, self.margin, fetch)
 
     async def fetch(self, client: UpstreamClient) -> Token:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -84,8 +220,7 @@ class TokenAuth(Auth):
                 self._lock = asyncio.Lock()
             async with self._lock:
                 if not self._fresh():  # another caller may have refreshed while we waited
-                    self._token = await self.fetch(client)
-                    self.refreshes += 1
+                    self._token = await self._obtain(client)
         assert self._token is not None
         return self.header_for(self._token.value)
 
@@ -95,15 +230,31 @@ class TokenAuth(Auth):
             k: v for k, v in used_headers.items() if k in self.header_for(token.value)
         }:
             self._token = None
+            if isinstance(self._shared, SharedTokens) and self._slot is not None:
+                await self._shared.drop(self._slot, token.value)  # the other replicas must not reuse it
         return True
 
     def secrets(self) -> list[str]:
         return [self._token.value] if self._token else []
 
 
+_VOLATILE = frozenset({"margin", "refreshes", "_token", "_lock", "_shared", "_slot"})
+
+
 def basic_header(username: str, password: str) -> dict[str, str]:
     raw = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"Authorization": f"Basic {raw}"}
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT, read without verifying the signature (only to know when to refresh: the
+    upstream verifies it); None when the token is not a JWT or has no `exp`."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
 
 
 def expiry_from(payload: dict[str, object], default_ttl: float) -> float:

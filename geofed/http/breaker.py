@@ -2,7 +2,14 @@
 
 Hand-written on purpose: the maintained Python breakers (pybreaker, aiobreaker, purgatory) either are
 sync-only, wrap the call themselves (which hides the upstream status we need for metrics and messages),
-or pull in storage layers. This one is a small state machine driven by the caller's outcome.
+or pull in storage layers. This one is a small state machine driven by the caller's outcome:
+
+- closed: every call goes out; `threshold` consecutive failures open the circuit;
+- open: calls fail fast for `reset_after` seconds;
+- half-open: one trial call goes out at a time; its success closes the circuit, its failure opens it again.
+  A trial that ends without a verdict (`release()`: cancelled, answered from a cache) lets the next one try;
+  a trial that never reports back (its caller vanished) is given up after `reset_after` seconds, so the
+  circuit can never stay half-open for ever.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ class CircuitBreaker:
         self.reset_after = reset_after
         self.failures = 0
         self.opened_at: float | None = None
-        self._trial_running = False
+        self._trial_since: float | None = None
 
     @property
     def state(self) -> State:
@@ -39,18 +46,25 @@ class CircuitBreaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half-open" and not self._trial_running:
-            self._trial_running = True
+        if state == "open":
+            return False
+        now = time.monotonic()
+        if self._trial_since is None or now - self._trial_since >= self.reset_after:
+            self._trial_since = now
             return True
         return False
 
     def success(self) -> None:
         self.failures = 0
         self.opened_at = None
-        self._trial_running = False
+        self._trial_since = None
 
     def failure(self) -> None:
-        self._trial_running = False
+        self._trial_since = None
         self.failures += 1
         if self.failures >= self.threshold or self.opened_at is not None:
             self.opened_at = time.monotonic()
+
+    def release(self) -> None:
+        """The call this breaker let through ended without a verdict: the next call may be the trial."""
+        self._trial_since = None

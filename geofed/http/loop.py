@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import Future
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -39,10 +38,6 @@ def get_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
-    return asyncio.run_coroutine_threadsafe(coro, get_loop())
-
-
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Runs `coro` on the upstream loop and waits for it (from any thread but the loop's own)."""
     loop = get_loop()
@@ -61,22 +56,3 @@ async def run_async(coro: Coroutine[Any, Any, T]) -> T:
     if asyncio.get_running_loop() is loop:
         return await coro
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
-def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
-    """Consumes an async iterator living on the upstream loop from a sync thread, one item at a time.
-
-    Items are pulled on demand, so a streamed upstream body is never read further than the caller needs.
-    Closing the returned generator closes the async one (and with it the upstream connection).
-    """
-    loop = get_loop()
-    try:
-        while True:
-            try:
-                yield asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()  # type: ignore[arg-type]
-            except StopAsyncIteration:
-                return
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            asyncio.run_coroutine_threadsafe(aclose(), loop).result()

@@ -1,4 +1,5 @@
-"""Who is calling: geofed's API keys (`GEOFED_API_KEYS`) for credit-spending processes and for jobs.
+"""Who is calling: geofed's API keys (`GEOFED_API_KEYS`, `GEOFED_API_KEYS_FILE`) for credit-spending processes
+and for jobs.
 
 - Keys are kept only as SHA-256 digests (a job row stores the digest of the key that created it) and compared
   with `hmac.compare_digest` against every configured digest, so timing reveals neither a key nor which one
@@ -16,17 +17,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geofed import errors
+from geofed.errordocs import error_response
 from geofed.jobs.store import ANY_OWNER
 
+if TYPE_CHECKING:
+    from geofed.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
 KEY_HEADER = "x-api-key"
 _EXECUTION = re.compile(r"^/processes/(?P<process>[^/]+)/execution/?$")
 
@@ -58,14 +68,64 @@ CALLER: ContextVar[Caller] = ContextVar("geofed_caller", default=ANONYMOUS)
 
 
 class KeyRing:
-    """The configured keys, as digests only."""
+    """The configured keys, as digests only: `GEOFED_API_KEYS` plus the lines of `GEOFED_API_KEYS_FILE` (blank
+    lines and `#` comments skipped). The file is re-read when its modification time or size changes (checked at
+    most once a second), so keys rotate without a restart; an unreadable file keeps the keys last read."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = tuple(key_digest(k) for k in keys)
+    def __init__(self, keys: Iterable[str], file: Path | None = None) -> None:
+        self._fixed = tuple(key_digest(k) for k in keys)
+        self._file = file
+        self._stamp: tuple[float, int] | None = None
+        self._checked = 0.0
+        self._from_file: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+        self._reload()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        return cls(settings.api_key_list(), settings.api_keys_file)
+
+    def _reload(self) -> None:
+        if self._file is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if self._stamp is not None and now - self._checked < 1.0:
+                return
+            self._checked = now
+            try:
+                stat = self._file.stat()
+                stamp = (stat.st_mtime, stat.st_size)
+                if stamp == self._stamp:
+                    return
+                lines = self._file.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                LOGGER.warning("GEOFED_API_KEYS_FILE cannot be read (%s); keeping the keys read before",
+                               type(exc).__name__)
+                return
+            keys = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+            self._from_file = tuple(key_digest(k) for k in keys)
+            self._stamp = stamp
+            LOGGER.info("API keys file read: %d keys", len(keys))
+
+    @property
+    def _digests(self) -> tuple[str, ...]:
+        self._reload()
+        return self._fixed + self._from_file
 
     @property
     def enabled(self) -> bool:
         return bool(self._digests)
+
+    def matches(self, presented: str | None) -> str | None:
+        """The digest of `presented` when it is a configured key, else None."""
+        if not presented:
+            return None
+        digest = key_digest(presented)
+        match = False
+        for known in self._digests:  # no early exit: the time taken does not depend on which key matched
+            match |= hmac.compare_digest(digest, known)
+        return digest if match else None
 
     def identify(self, presented: str | None) -> Caller:
         """The caller for a presented key; raises Forbidden for a key that is not configured."""
@@ -73,11 +133,8 @@ class KeyRing:
             return ANONYMOUS
         if not presented:
             return Caller(None, True)
-        digest = key_digest(presented)
-        match = False
-        for known in self._digests:  # no early exit: the time taken does not depend on which key matched
-            match |= hmac.compare_digest(digest, known)
-        if not match:
+        digest = self.matches(presented)
+        if digest is None:
             raise errors.Forbidden("the API key is not valid")
         return Caller(digest, True)
 
@@ -132,8 +189,6 @@ class ApiKeyGuard:
                     "X-API-Key header"
                 )
         except (errors.Unauthorized, errors.Forbidden) as exc:
-            from geofed.app import error_response  # the root app's OGC exception JSON
-
             response = error_response(exc)
             if isinstance(exc, errors.Unauthorized):
                 response.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'

@@ -31,10 +31,18 @@ MAX_BACKOFF = 300.0
 MIN_INTERVAL = 0.2
 
 
-class JobEngine:
-    def __init__(self, manager: Any, owner: str | None = None) -> None:
-        from geofed.jobs.manager import instance_id
+def instance_id() -> str:
+    """Stable across restarts of one server (host + port), distinct between replicas: it owns leases and local
+    jobs, so a restarted server takes its jobs back at once instead of waiting for its old leases to expire."""
+    import socket
 
+    return f"{socket.gethostname()}:{get_settings().port}"
+
+
+class JobEngine:
+    """Advances, reads and dismisses the jobs of `manager` (the `GeofedManager`: its store and processors)."""
+
+    def __init__(self, manager: Any, owner: str | None = None) -> None:
         self.manager = manager
         self.owner = owner or instance_id()
         self.interval = float(manager.poll_interval)

@@ -6,8 +6,10 @@ answer); this manager changes what happens underneath:
 - every job is a row of the durable store (`geofed.jobs.store`), written before the response;
 - an async execution of an upstream-backed process (`geofed.jobs.protocol.UpstreamJobProcess`) submits upstream,
   stores the upstream handle and returns at once — no thread waits for the upstream; the poller advances it;
-- an async execution of any other process runs in a thread like stock pygeoapi ("local" job; a restart fails it
-  honestly instead of leaving it `accepted` forever);
+- an async execution of any other process runs in a thread of this server ("local" job) under a lease it
+  renews while it runs: a restart, or the lease running out after a crash, fails it honestly instead of leaving
+  it `accepted` or `running` for ever;
+- a sync execution refused for its input (a 4xx) leaves no job behind: nothing was run;
 - results live in the store (not in `output_dir` files), so every replica can serve them and nothing is left on
   disk when a job is dismissed;
 - errors keep their HTTP status (stock pygeoapi turns a sync 502 into a 400).
@@ -19,7 +21,8 @@ import json
 import logging
 import threading
 import time
-from multiprocessing import dummy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pygeoapi.process.base import (
@@ -34,22 +37,17 @@ from pygeoapi.util import JobStatus, RequestedResponse, Subscriber
 from geofed import errors
 from geofed.http.loop import run_sync
 from geofed.jobs.access import CALLER
+from geofed.jobs.documents import pygeoapi_job
+from geofed.jobs.engine import JobEngine, instance_id
 from geofed.jobs.protocol import JobContext, UpstreamJobProcess
-from geofed.jobs.store import ACTIVE, TABLE, JobRecord, JobStore, iso, open_store
+from geofed.jobs.store import ACTIVE, LOCAL_LEASE, TABLE, JobRecord, JobStore, open_store
 from geofed.ogc.process import processor_error
 from geofed.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = 2.0
-
-
-def instance_id() -> str:
-    """Stable across restarts of one server (host + port), distinct between replicas: it owns leases and local
-    jobs, so a restarted server takes its jobs back at once instead of waiting for its old leases to expire."""
-    import socket
-
-    return f"{socket.gethostname()}:{get_settings().port}"
+HEARTBEAT_SECONDS = LOCAL_LEASE / 4
 
 
 def encode_output(outputs: Any) -> bytes:
@@ -113,6 +111,7 @@ class GeofedManager(BaseManager):
                 progress=0,
                 message="job accepted",
                 lease_owner=instance_id(),
+                lease_until=time.time() + LOCAL_LEASE,
             )
         )
         return job_id
@@ -147,8 +146,6 @@ class GeofedManager(BaseManager):
         # geofed serves DELETE /jobs/{id} itself (geofed.jobs.web); this is pygeoapi's path, kept working
         import asyncio
 
-        from geofed.jobs.engine import JobEngine
-
         job = self.store.get(job_id)
         if job is None or not CALLER.get().may_see(job.owner):
             raise JobNotFoundError()
@@ -165,19 +162,27 @@ class GeofedManager(BaseManager):
         subscriber: Subscriber | None = None,
         requested_response: str | None = RequestedResponse.raw.value,
     ) -> tuple[str, None, JobStatus]:
-        if not isinstance(p, UpstreamJobProcess):
-            self.store.update(job_id, {"inputs": data_dict})
-            args = (p, job_id, data_dict, requested_outputs, subscriber, requested_response)
-            dummy.Process(target=self._run_local, args=args, daemon=True).start()
+        if isinstance(p, UpstreamJobProcess):
+            self._submit(p, job_id, data_dict)
             return "application/json", None, JobStatus.accepted
-        self._submit(p, job_id, data_dict)
+        self.store.update(job_id, {"inputs": data_dict})
+        args = (p, job_id, data_dict, requested_outputs, subscriber, requested_response)
+        try:
+            threading.Thread(target=self._run_local, args=args, daemon=True, name=f"geofed-job-{job_id}").start()
+        except Exception as err:  # e.g. no thread can be started: the job must not stay accepted
+            LOGGER.exception("could not start job %s", job_id)
+            exc = errors.GeofedError("the job could not be started; see the server log")
+            self._fail(job_id, exc)
+            raise processor_error(exc) from err
         return "application/json", None, JobStatus.accepted
 
     def _submit(self, p: UpstreamJobProcess, job_id: str, data_dict: dict[str, Any]) -> None:
         caller = CALLER.get()
         ctx = JobContext(job_id, f"{get_settings().public_url}/jobs/{job_id}/results", caller.key_hash)
         self.store.update(
-            job_id, {"kind": "upstream", "inputs": data_dict, "lease_owner": None, "message": "submitting upstream"}
+            job_id,
+            {"kind": "upstream", "inputs": data_dict, "lease_owner": None, "lease_until": None,
+             "message": "submitting upstream"},
         )
         try:
             handle = run_sync(p.submit(data_dict, ctx))
@@ -208,14 +213,34 @@ class GeofedManager(BaseManager):
         self.store.update(
             job_id,
             {"status": "failed", "finished": time.time(), "message": exc.message, "lease_owner": None,
+             "lease_until": None,
              "error": {"status": exc.status, "code": exc.code, "detail": exc.message, "upstream": exc.upstream}},
         )
 
-    def _run_local(self, *args: Any) -> None:
+    @contextmanager
+    def _heartbeat(self, job_id: str) -> Iterator[None]:
+        """Renews the lease of a job running in this process until it ends (a crash lets the lease run out)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_SECONDS):
+                try:
+                    self.store.update(job_id, {"lease_until": time.time() + LOCAL_LEASE}, if_status=ACTIVE)
+                except Exception:  # noqa: BLE001 - the store is down: the next beat tries again
+                    LOGGER.warning("job %s: could not renew its lease", job_id)
+
+        threading.Thread(target=beat, daemon=True, name=f"geofed-job-lease-{job_id}").start()
         try:
-            self._execute_handler_sync(*args)
+            yield
+        finally:
+            done.set()
+
+    def _run_local(self, *args: Any) -> None:
+        """An async job of a process that runs in this server: recorded as successful or failed, never raised."""
+        try:
+            self._run(*args, refused_leaves_job=True)
         except ProcessorExecuteError:
-            pass  # recorded as failed by the handler; nobody waits for the exception
+            pass  # recorded as failed; nobody waits for the exception
         except Exception:
             LOGGER.exception("local job %s failed", args[1])
 
@@ -228,20 +253,41 @@ class GeofedManager(BaseManager):
         subscriber: Subscriber | None = None,
         requested_response: str | None = RequestedResponse.raw.value,
     ) -> tuple[str, Any, JobStatus]:
-        """Runs the process in this thread, stores its output in the job row. A failure is recorded and
-        re-raised with its status (502 for an upstream failure, 400 for bad input)."""
+        """pygeoapi's sync execution: the process runs in this (worker) thread and its output is stored in the job
+        row. A failure keeps its HTTP status (502 for an upstream failure, 400 for bad input); input refused with a
+        4xx removes the job (nothing ran), other failures are recorded."""
+        return self._run(p, job_id, data_dict, requested_outputs, subscriber, requested_response,
+                         refused_leaves_job=False)
+
+    def _run(
+        self,
+        p: BaseProcessor,
+        job_id: str,
+        data_dict: dict[str, Any],
+        requested_outputs: dict[str, Any] | None,
+        subscriber: Subscriber | None,
+        requested_response: str | None,
+        *,
+        refused_leaves_job: bool,
+    ) -> tuple[str, Any, JobStatus]:
         now = time.time()
-        self.store.update(job_id, {"status": "running", "started": now, "message": "running", "progress": 10})
+        self.store.update(job_id, {"status": "running", "started": now, "message": "running", "progress": 10,
+                                   "lease_owner": instance_id(), "lease_until": now + LOCAL_LEASE},
+                          if_status=ACTIVE)
         extra = {"outputs": requested_outputs} if p.supports_outputs else {}
         try:
-            mimetype, outputs = p.execute(data_dict, **extra)
+            with self._heartbeat(job_id):
+                mimetype, outputs = p.execute(data_dict, **extra)
         except ProcessorExecuteError as err:
             status = int(getattr(err, "http_status_code", 500) or 500)
             message = str(err.message)
+            if status < 500 and not refused_leaves_job:
+                self.store.delete(job_id)
+                raise
             self.store.update(
                 job_id,
                 {"status": "failed", "finished": time.time(), "message": message, "lease_owner": None,
-                 "error": {"status": status, "code": err.ogc_exception_code, "detail": message}},
+                 "lease_until": None, "error": {"status": status, "code": err.ogc_exception_code, "detail": message}},
                 if_status=ACTIVE,
             )
             raise
@@ -257,7 +303,7 @@ class GeofedManager(BaseManager):
         self.store.update(
             job_id,
             {"status": "successful", "finished": time.time(), "progress": 100, "message": "job complete",
-             "mimetype": mimetype, "result": encode_output(outputs), "lease_owner": None},
+             "mimetype": mimetype, "result": encode_output(outputs), "lease_owner": None, "lease_until": None},
             if_status=ACTIVE,
         )
         return mimetype, outputs, JobStatus.successful
@@ -265,20 +311,3 @@ class GeofedManager(BaseManager):
     def __repr__(self) -> str:
         return f"<GeofedManager> {self.table}"
 
-
-def pygeoapi_job(job: JobRecord) -> dict[str, Any]:
-    """A job row in the shape pygeoapi's own job views expect."""
-    return {
-        "type": "process",
-        "identifier": job.id,
-        "process_id": job.process_id,
-        "status": job.status,
-        "message": job.message,
-        "progress": job.progress,
-        "created": iso(job.created),
-        "started": iso(job.started) or iso(job.created),  # pygeoapi sorts by it: never None
-        "finished": iso(job.finished),
-        "updated": iso(job.updated),
-        "mimetype": job.mimetype or "application/json",
-        "location": None,
-    }

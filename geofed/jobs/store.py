@@ -29,6 +29,7 @@ ACTIVE: tuple[str, ...] = ("accepted", "running")
 FINAL: tuple[str, ...] = ("successful", "failed", "dismissed")
 STATUSES: tuple[str, ...] = ACTIVE + FINAL
 TABLE = "geofed_jobs"
+LOCAL_LEASE = 120.0  # seconds a server's hold on a job running in it lasts unless renewed (every LOCAL_LEASE / 4)
 
 ANY_OWNER: Any = object()  # `list(owner=ANY_OWNER)`: no access filter (API keys not configured)
 
@@ -240,9 +241,10 @@ class JobStore:
         return [_decode(r) for r in self._execute(sql, [owner, now + lease, *due_params, limit], write=True)]
 
     def release_owner(self, owner: str) -> int:
-        """Drops the leases `owner` held before a restart, so its jobs are polled at once."""
+        """Drops the leases `owner` held on upstream jobs before a restart, so they are polled at once."""
         rows = self._execute(
-            "UPDATE {t} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s RETURNING id",
+            "UPDATE {t} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s AND kind = 'upstream'"
+            " RETURNING id",
             [owner],
             write=True,
         )
@@ -250,17 +252,23 @@ class JobStore:
 
     def fail_orphans(self, now: float, submit_cutoff: float, local_owner: str | None = None) -> list[str]:
         """Fails the jobs that cannot progress any more: upstream jobs whose submission never stored a handle (a
-        server died mid-submit) and, with `local_owner`, that server's local (threaded) jobs after its restart."""
+        server died mid-submit), local (threaded) jobs whose server stopped renewing their lease (it died) and,
+        with `local_owner`, that server's local jobs (it restarted or is stopping: their threads are gone)."""
         statuses = ", ".join(["%s"] * len(ACTIVE))
-        local = " OR (kind = 'local' AND lease_owner = %s)" if local_owner else ""
+        local = " OR lease_owner = %s" if local_owner else ""
+        restarted = "interrupted by a server restart; submit the job again"
+        cut = "the upstream submission was interrupted; submit the job again"
+        errors = [_encode("error", {"status": status, "code": "JobInterrupted", "detail": detail})
+                  for status, detail in ((503, restarted), (502, cut))]
         rows = self._execute(
-            f"UPDATE {{t}} SET status = 'failed', finished = %s, updated = %s, lease_owner = NULL,"
-            f" lease_until = NULL, message = CASE WHEN kind = 'local'"
-            f" THEN 'interrupted by a server restart; submit the job again'"
-            f" ELSE 'the upstream submission was interrupted; submit the job again' END"
-            f" WHERE status IN ({statuses}) AND ((kind = 'upstream' AND handle IS NULL AND created < %s){local})"
-            f" RETURNING id",
-            [now, now, *ACTIVE, submit_cutoff, *([local_owner] if local_owner else [])],
+            "UPDATE {t} SET status = 'failed', finished = %s, updated = %s, lease_owner = NULL, lease_until = NULL,"
+            " message = CASE WHEN kind = 'local' THEN %s ELSE %s END,"
+            " error = CASE WHEN kind = 'local' THEN %s ELSE %s END"
+            f" WHERE status IN ({statuses}) AND ((kind = 'upstream' AND handle IS NULL AND created < %s)"
+            f" OR (kind = 'local' AND (COALESCE(lease_until, updated + %s) < %s{local})))"
+            " RETURNING id",
+            [now, now, restarted, cut, *errors, *ACTIVE, submit_cutoff, LOCAL_LEASE, now,
+             *([local_owner] if local_owner else [])],
             write=True,
         )
         return [r["id"] for r in rows]

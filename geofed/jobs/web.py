@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,17 +24,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from geofed import errors
+from geofed.errordocs import error_response
 from geofed.jobs.access import CALLER, ApiKeyGuard, Caller, KeyRing, caller_of
+from geofed.jobs.documents import status_doc
 from geofed.jobs.engine import JobEngine
 from geofed.jobs.manager import GeofedManager
-from geofed.jobs.poller import Poller
-from geofed.jobs.store import STATUSES, JobRecord, iso
+from geofed.jobs.poller import SUBMIT_GRACE, Poller
+from geofed.jobs.store import STATUSES, JobRecord
 from geofed.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
-
-REL_RESULTS = "http://www.opengis.net/def/rel/ogc/1.0/results"
-REL_STATUS = "http://www.opengis.net/def/rel/ogc/1.0/job-list"
 
 
 class NoSuchJob(errors.NotFound):
@@ -45,8 +45,6 @@ class ResultNotReady(errors.NotFound):
 
 
 def _error(exc: errors.GeofedError) -> Response:
-    from geofed.app import error_response  # the root app's OGC exception JSON
-
     return error_response(exc)
 
 
@@ -57,14 +55,15 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _protected_processes(manager: GeofedManager) -> frozenset[str]:
+def _protected_processes(manager: GeofedManager, settings: Settings) -> frozenset[str]:
     """Ids of the processes that spend upstream credits: their class says `requires_api_key = True`, or the
-    operator says so in the resource (`requires_api_key: true` next to `processor:` in the YAML)."""
+    operator lists them in `GEOFED_API_KEY_PROCESSES` (comma-separated process ids)."""
     import importlib
 
+    listed = {p.strip() for p in str(getattr(settings, "api_key_processes", None) or "").split(",") if p.strip()}
     out = set()
     for pid, conf in manager.processes.items():
-        if conf.get("requires_api_key"):
+        if pid in listed or conf.get("requires_api_key"):
             out.add(pid)
             continue
         dotted = str(conf.get("processor", {}).get("name", ""))
@@ -76,6 +75,10 @@ def _protected_processes(manager: GeofedManager) -> frozenset[str]:
             continue
         if getattr(cls, "requires_api_key", False):
             out.add(pid)
+    unknown = listed - set(manager.processes)
+    if unknown:
+        LOGGER.warning("GEOFED_API_KEY_PROCESSES names processes this server does not offer: %s",
+                       ", ".join(sorted(unknown)))
     return frozenset(out)
 
 
@@ -117,36 +120,13 @@ class JobsFace:
             raise NoSuchJob(f"no job {job_id}")
         return job
 
-    def status_doc(self, job: JobRecord) -> dict[str, Any]:
-        url = f"{self.base}/jobs/{job.id}"
-        links = [
-            {"href": url, "rel": "self", "type": "application/json", "title": "this job status"},
-            {"href": f"{url}?f=html", "rel": "alternate", "type": "text/html", "title": "this job status as HTML"},
-            {"href": f"{self.base}/jobs", "rel": "up", "type": "application/json", "title": "the job list"},
-        ]
-        if job.status == "successful":
-            links.append({"href": f"{url}/results", "rel": REL_RESULTS, "type": "application/json",
-                          "title": f"results of job {job.id}"})
-        return {
-            "type": "process",
-            "jobID": job.id,
-            "processID": job.process_id,
-            "status": job.status,
-            "message": job.message,
-            "progress": job.progress,
-            "created": iso(job.created),
-            "started": iso(job.started),
-            "finished": iso(job.finished),
-            "updated": iso(job.updated),
-            "links": links,
-        }
-
     # ------------------------------------------------------------------ routes
     async def execute(self, request: Request) -> Response:
         from pygeoapi.api import processes as processes_api
 
         process_id = request.path_params["process_id"]
-        if self._asks_to_wait(request) and not self._runs_sync(process_id):
+        modes = self._modes(process_id)
+        if modes is not None and self._asks_to_wait(request) and "sync-execute" not in modes:
             # pygeoapi would quietly run it asynchronously; geofed says so instead of answering a job to a
             # client that asked to wait for the result
             return _error(errors.InvalidParameter(
@@ -154,24 +134,37 @@ class JobsFace:
                 "request without 'Prefer: wait' (or with 'Prefer: respond-async') and follow the job's status link",
                 parameter="Prefer",
             ))
+        if modes is not None and self._asks_async(request) and "async-execute" not in modes:
+            # pygeoapi would quietly run it synchronously (or fail trying to run it as a job)
+            return _error(errors.InvalidParameter(
+                f"process {process_id} runs synchronously only (jobControlOptions: sync-execute): send the "
+                "request without 'Prefer: respond-async'; the answer carries the result",
+                parameter="Prefer",
+            ))
         return await self._pygeoapi(request, processes_api.execute_process, process_id)
 
     @staticmethod
-    def _asks_to_wait(request: Request) -> bool:
-        """RFC 7240 `Prefer: wait` / `wait=N` (pygeoapi's and OWSLib's way of asking for sync execution)."""
+    def _prefer(request: Request) -> list[str]:
         prefer = request.headers.get("prefer", "")
-        tokens = [t.strip().split("=")[0].strip().lower() for t in prefer.split(",") for t in t.split(";")]
+        return [t.strip().split("=")[0].strip().lower() for t in prefer.split(",") for t in t.split(";")]
+
+    def _asks_to_wait(self, request: Request) -> bool:
+        """RFC 7240 `Prefer: wait` / `wait=N` (pygeoapi's and OWSLib's way of asking for sync execution)."""
+        tokens = self._prefer(request)
         return "wait" in tokens or "respond-sync" in tokens
 
-    def _runs_sync(self, process_id: str) -> bool:
-        conf = self.manager.processes.get(process_id)
-        if conf is None:
-            return True  # unknown process: pygeoapi answers its own 404
+    def _asks_async(self, request: Request) -> bool:
+        return "respond-async" in self._prefer(request)
+
+    def _modes(self, process_id: str) -> list[str] | None:
+        """The process's jobControlOptions; None when pygeoapi should answer itself (unknown or broken process)."""
+        if process_id not in self.manager.processes:
+            return None
         try:
             processor = self.manager.get_processor(process_id)
         except Exception:  # noqa: BLE001 - pygeoapi reports a broken plugin itself
-            return True
-        return "sync-execute" in processor.metadata.get("jobControlOptions", ["sync-execute"])
+            return None
+        return list(processor.metadata.get("jobControlOptions") or ["sync-execute"])
 
     async def list_jobs(self, request: Request) -> Response:
         if _wants_html(request):
@@ -198,7 +191,7 @@ class JobsFace:
         if offset > 0:
             links.append({"href": f"{url}?offset={max(0, offset - limit)}{qs}", "rel": "prev",
                           "type": "application/json", "title": "previous page of jobs"})
-        body = {"jobs": [self.status_doc(j) for j in jobs], "links": links, "numberMatched": matched,
+        body = {"jobs": [status_doc(j, self.base) for j in jobs], "links": links, "numberMatched": matched,
                 "numberReturned": len(jobs)}
         return JSONResponse(body)
 
@@ -238,7 +231,7 @@ class JobsFace:
             job = await self._visible(request, job_id)
             if request.method == "DELETE":
                 job = await self.engine.dismiss(job)
-                return JSONResponse(self.status_doc(job))
+                return JSONResponse(status_doc(job, self.base))
             if _wants_html(request):
                 from pygeoapi.api import processes as processes_api
 
@@ -247,7 +240,7 @@ class JobsFace:
             job = await self.engine.refresh(job)
         except errors.GeofedError as exc:
             return _error(exc)
-        return JSONResponse(self.status_doc(job))
+        return JSONResponse(status_doc(job, self.base))
 
     async def results(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -311,8 +304,8 @@ def extension(settings: Settings) -> dict[str, Any]:
         LOGGER.warning("server.manager is %s, not geofed's: jobs are pygeoapi's stock ones", manager.name)
         return {}
     face = JobsFace(settings, manager, pygeoapi_app)
-    keys = KeyRing(settings.api_key_list())
-    protected = _protected_processes(manager)
+    keys = KeyRing.from_settings(settings)
+    protected = _protected_processes(manager, settings)
     if protected and not keys.enabled:
         LOGGER.warning("GEOFED_API_KEYS is not set: anyone may run the credit-spending processes %s",
                        ", ".join(sorted(protected)))
@@ -328,6 +321,9 @@ def extension(settings: Settings) -> dict[str, Any]:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await poller.stop()
+            # jobs running in this process's threads end with it: say so now rather than at the next start
+            now = time.time()
+            await asyncio.to_thread(manager.store.fail_orphans, now, now - SUBMIT_GRACE, face.engine.owner)
             # polls cut short leave leases: hand the jobs to the other replicas (or our next start) at once
             await asyncio.to_thread(manager.store.release_owner, face.engine.owner)
 

@@ -1,7 +1,13 @@
 """Base for geofed's pygeoapi processors: upstream-backed, errors mapped to OGC statuses.
 
-A sync process implements `async def run(self, data) -> tuple[str, Any]` (media type, output). An async
-(job) process additionally implements `geofed.jobs.protocol.UpstreamJobProcess`; the job manager calls it.
+A process implements `async def run(self, data) -> tuple[str, Any]` (media type, output) and says in its
+`jobControlOptions` how it may be executed; geofed answers 400 to a `Prefer` asking for a mode not listed:
+- `sync-execute`: the request waits for `run` (raise `geofed.errors.InvalidParameter` for bad input: a refused
+  sync request leaves no job behind);
+- `async-execute` without the protocol below: `run` runs in a thread of the server as a job (it ends
+  `successful` or `failed`; a server restart fails it, it is never left `accepted`);
+- `async-execute` with `geofed.jobs.protocol.UpstreamJobProcess`: the work runs upstream, geofed keeps its handle
+  and polls it (durable across restarts and replicas).
 """
 
 from __future__ import annotations

@@ -48,6 +48,10 @@ class UpstreamFeatureProvider(BaseProvider):
             name: {**schema, "values": schema["enum"]} if "enum" in schema and "values" not in schema else schema
             for name, schema in self.source.fields().items()
         }
+        # pygeoapi accepts `properties=` names from `properties` ∪ fields: add what is selectable but not queryable
+        selectable = list(getattr(self.source, "selectable", ()))
+        if selectable:
+            self.properties = [*self._fields, *selectable]
         self.id_field = "id"
         self.time_field = provider_def.get("time_field")
 
@@ -80,12 +84,14 @@ class UpstreamFeatureProvider(BaseProvider):
                 hits_only=resulttype == "hits",
                 properties_wanted=list(select_properties) or None if select_properties else None,
                 skip_geometry=bool(skip_geometry),
+                face="ogc",
             )
             fq.start, fq.end = parse_interval(datetime_)
             page = run_sync(self.source.query(fq))
         except errors.GeofedError as exc:
             raise provider_error(exc) from None
-        features = [] if fq.hits_only else [self._shape(self.source.to_feature(r), fq) for r in page.records]
+        mapped = page.objects if page.objects is not None else [self.source.to_feature(r) for r in page.records]
+        features = [] if fq.hits_only else [self._shape(f, fq) for f in mapped]
         result: dict[str, Any] = {
             "type": "FeatureCollection",
             "features": features,

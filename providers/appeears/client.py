@@ -6,19 +6,22 @@ HTTP and auth only; the mapping of what comes back lives in `records.py`.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
+import json
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import httpx
 
 from geofed import errors, upstreams
 from geofed.http.auth import Token, TokenAuth, basic_header
 from geofed.http.client import UpstreamClient
+from geofed.query import instant
 from geofed.settings import Settings
 
 NAME = "appeears"
@@ -26,6 +29,9 @@ TITLE = "NASA AppEEARS"
 TOKEN_LIFETIME = 48 * 3600.0  # the doc: "expire approximately 48 hours after being acquired"
 PRODUCT_PAGE = 100  # /product page size; the doc gives no default or maximum
 MAX_REDIRECTS = 3  # bundle downloads may redirect to storage (the doc's `curl --location`)
+TASK_PAGE = 50  # `GET /task` page size when looking a task up by name
+TASK_LOOKUP = 200  # the newest tasks searched for a submitted task whose id the answer did not give
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 class AppeearsAuth(TokenAuth):
@@ -62,10 +68,22 @@ class AppeearsAuth(TokenAuth):
 
 
 def _expiry(value: Any) -> float:
+    """The login's `expiration` (RFC 3339) as a timestamp; the documented lifetime when it is missing."""
+    expires = instant(value)
+    return expires.timestamp() if expires is not None else time.time() + TOKEN_LIFETIME
+
+
+def _task_id_from(response: httpx.Response) -> str | None:
+    """The task id of a submit answer: the last UUID of `Location` (`/status/{task_id}`), else the body's task_id."""
+    found = _UUID.findall(response.headers.get("Location", ""))
+    if found:
+        return str(found[-1])
     try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        body = json.loads(response.content) if response.content.strip() else None
     except ValueError:
-        return time.time() + TOKEN_LIFETIME
+        return None
+    task_id = body.get("task_id") if isinstance(body, dict) else None
+    return str(task_id) if task_id else None
 
 
 def make_auth(settings: Settings) -> AppeearsAuth:
@@ -81,20 +99,22 @@ class _Validated:
     checked: float
 
 
-# Last validated body per catalog URL. The TTL cache (hishel) would honour AppEEARS' `max-age=0,
-# must-revalidate` by not caching at all; here a body stays fresh for GEOFED_CACHE_TTL seconds and is then
-# revalidated with If-None-Match / If-Modified-Since, so an unchanged catalog costs one 304.
-_VALIDATED: dict[str, _Validated] = {}
+# Last validated body per catalog URL, kept per shared `UpstreamClient` (closing that client forgets them).
+# The TTL cache (hishel) would honour AppEEARS' `max-age=0, must-revalidate` by not caching at all; here a body
+# stays fresh for GEOFED_CACHE_TTL seconds and is then revalidated with If-None-Match / If-Modified-Since, so an
+# unchanged catalog costs one 304.
+_VALIDATED: WeakKeyDictionary[UpstreamClient, dict[str, _Validated]] = WeakKeyDictionary()
 
 
 class AppeearsClient:
     def __init__(self, http: UpstreamClient | None = None) -> None:
         self.http = http or upstreams.http(NAME)
+        self._validated = _VALIDATED.setdefault(self.http, {})
 
     # ------------------------------------------------------------------ catalog (public, revalidated)
     async def _catalog(self, path: str, params: dict[str, Any] | None = None) -> Any:
         key = str(httpx.URL(self.http.url(path), params=params or {}))
-        known = _VALIDATED.get(key)
+        known = self._validated.get(key)
         if known is not None and time.monotonic() - known.checked < self.http.policy.cache_ttl:
             return known.body
         headers = {}
@@ -108,7 +128,7 @@ class AppeearsClient:
             known.checked = time.monotonic()
             return known.body
         body = self.http.decode_json(response)
-        _VALIDATED[key] = _Validated(response.headers.get("ETag"), response.headers.get("Last-Modified"), body,
+        self._validated[key] = _Validated(response.headers.get("ETag"), response.headers.get("Last-Modified"), body,
                                      time.monotonic())
         return body
 
@@ -138,9 +158,34 @@ class AppeearsClient:
         return body if isinstance(body, list) else []
 
     # ------------------------------------------------------------------ tasks (Bearer)
-    async def submit_task(self, task: dict[str, Any]) -> dict[str, Any]:
+    async def submit_task(self, task: dict[str, Any]) -> str:
+        """`POST /task` → the new task's id. The doc: "a task_id will be returned in the HTTP Location header"
+        (its sample answer is `text/html` with `Content-Length: 0`), so `Location` is read first and a JSON body
+        `task_id` is the fallback. When neither can be read the task may still exist upstream: it is looked up by
+        name (`GET /task`, newest first) rather than left an orphan spending the quota; only then does this fail."""
         response = await self.http.request("POST", "/task", json=task, idempotent=False)
-        return self.http.decode_json(response)
+        task_id = _task_id_from(response)
+        if task_id is None:
+            task_id = await self.find_task(str(task["task_name"]), str(task["task_type"]))
+        if task_id is None:
+            raise errors.UpstreamError(
+                f"{TITLE} accepted the task '{task['task_name']}' without saying its task_id (no Location header, "
+                "no task_id in the body) and no task of that name is listed", upstream=NAME)
+        return task_id
+
+    async def find_task(self, task_name: str, task_type: str) -> str | None:
+        """The id of the newest task of this name and type (`GET /task` lists the newest first)."""
+        for offset in range(0, TASK_LOOKUP, TASK_PAGE):
+            page = await self.http.get_json("/task", params={"task_type": task_type, "limit": TASK_PAGE,
+                                                             "offset": offset})
+            if not isinstance(page, list):
+                raise errors.UpstreamError(f"{TITLE} returned a malformed task list", upstream=NAME)
+            found = next((t for t in page if isinstance(t, dict) and t.get("task_name") == task_name), None)
+            if found is not None and found.get("task_id"):
+                return str(found["task_id"])
+            if len(page) < TASK_PAGE:
+                return None
+        return None
 
     async def task(self, task_id: str) -> dict[str, Any]:
         return await self.http.get_json(f"/task/{task_id}")

@@ -10,25 +10,21 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-import shapely.geometry
-from shapely.errors import GEOSException
-
 from geofed.errors import InvalidParameter
-from geofed.query import check_enum, parse_number
+from geofed.query import check_enum, parse_datetime, parse_geometry, parse_number
 from providers.appeears.client import AppeearsClient
 
 TASK_TYPES = ("area", "point")
 FILE_TYPES = ("geotiff", "netcdf4")
 DEFAULT_PROJECTION = "geographic"
+POLYGONS = ("Polygon", "MultiPolygon")  # an area task takes polygons only
 
 
 def _iso_date(value: Any, parameter: str) -> dt.date:
-    text = str(value or "").strip()
-    try:
-        return dt.date.fromisoformat(text[:10]) if len(text) >= 10 else dt.date.fromisoformat(text)
-    except ValueError:
-        raise InvalidParameter(f"'{parameter}' must be an ISO date (YYYY-MM-DD), got {value!r}",
-                               parameter=parameter) from None
+    """An ISO date (or the date of an RFC 3339 date-time, as written) → a calendar date."""
+    if not isinstance(value, str) or len(value.strip()) < 10:
+        raise InvalidParameter(f"'{parameter}' must be an ISO date (YYYY-MM-DD), got {value!r}", parameter=parameter)
+    return parse_datetime(value, parameter).date()
 
 
 def dates(inputs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -65,25 +61,13 @@ def _geometry(value: Any) -> dict[str, Any]:
         features = [{"type": "Feature", "properties": {}, "geometry": value}]
     if not features:
         raise InvalidParameter("'geometry' has no features", parameter="geometry")
-    for feature in features:
-        geom = feature.get("geometry") if isinstance(feature, dict) else None
-        try:
-            shape = shapely.geometry.shape(geom)  # type: ignore[arg-type]
-        except (GEOSException, ValueError, TypeError, AttributeError, KeyError, IndexError):
-            raise InvalidParameter("'geometry' is not valid GeoJSON", parameter="geometry") from None
-        if shape.geom_type not in ("Polygon", "MultiPolygon"):
-            raise InvalidParameter(f"'geometry' must be polygons for an area task, got {shape.geom_type}",
-                                   parameter="geometry")
-        w, s, e, n = shape.bounds
-        if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
-            raise InvalidParameter("'geometry' must be in geographic coordinates (lon/lat, WGS84)",
-                                   parameter="geometry")
-        if not shape.is_valid or shape.is_empty:
-            raise InvalidParameter("'geometry' is not a valid polygon (self-intersecting or empty)",
-                                   parameter="geometry")
+    geometries = [parse_geometry(f.get("geometry") if isinstance(f, dict) else None, "geometry", types=POLYGONS)
+                  for f in features]
+    if any(g is None for g in geometries):
+        raise InvalidParameter("'geometry' has a feature without a geometry", parameter="geometry")
     return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": dict(f.get("properties") or {}), "geometry": f["geometry"]}
-        for f in features]}
+        {"type": "Feature", "properties": dict(f.get("properties") or {}), "geometry": g}
+        for f, g in zip(features, geometries, strict=True)]}
 
 
 def points(value: Any) -> list[dict[str, Any]]:
@@ -106,8 +90,16 @@ def points(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _where(products: list[str]) -> str:
+    """Where a caller finds the valid layer names of these products."""
+    return ("valid layer names are the summaries `appeears:layers` of " +
+            ", ".join(f"/stac/collections/appeears:{p}" for p in products) +
+            " (AppEEARS: GET /product/{ProductAndVersion})")
+
+
 async def check_layers(client: AppeearsClient, value: Any) -> list[dict[str, str]]:
-    """`layers` against the catalog: unknown (or unavailable) products and layers → one 400 naming all of them."""
+    """`layers` against the catalog: unknown or unavailable products and layers (`Available: false` in the product
+    listing) → one 400 naming all of them and where the valid ones are listed."""
     if not isinstance(value, list) or not value or not all(isinstance(x, dict) for x in value):
         raise InvalidParameter("'layers' must be a non-empty list of {product, layer}", parameter="layers")
     wanted = [{"product": str(x.get("product") or ""), "layer": str(x.get("layer") or "")} for x in value]
@@ -115,13 +107,22 @@ async def check_layers(client: AppeearsClient, value: Any) -> list[dict[str, str
     unknown = sorted({w["product"] for w in wanted if w["product"] not in catalog
                       or catalog[w["product"]].get("Deleted") or catalog[w["product"]].get("Available") is False})
     if unknown:
-        raise InvalidParameter(f"'layers': unknown or unavailable AppEEARS product(s): {', '.join(unknown)}",
-                               parameter="layers")
+        raise InvalidParameter(
+            f"'layers': unknown or unavailable AppEEARS product(s): {', '.join(unknown)}; the products are the "
+            "collections appeears:{ProductAndVersion} of /stac/collections (AppEEARS: GET /product)",
+            parameter="layers")
     products = sorted({w["product"] for w in wanted})
     layers = dict(zip(products, await asyncio.gather(*(client.layers(p) for p in products)), strict=True))
-    bad = [f"{w['product']}/{w['layer']}" for w in wanted if w["layer"] not in layers[w["product"]]]
+    bad = sorted({f"{w['product']}/{w['layer']}" for w in wanted if w["layer"] not in layers[w["product"]]})
     if bad:
-        raise InvalidParameter(f"'layers': unknown layer(s): {', '.join(bad)}", parameter="layers")
+        named = sorted({b.split("/", 1)[0] for b in bad})
+        raise InvalidParameter(f"'layers': unknown layer(s): {', '.join(bad)}; {_where(named)}", parameter="layers")
+    off = sorted({f"{w['product']}/{w['layer']}" for w in wanted
+                  if (layers[w["product"]][w["layer"]] or {}).get("Available") is False})
+    if off:
+        raise InvalidParameter(
+            f"'layers': AppEEARS marks these layers unavailable: {', '.join(off)}; choose others "
+            f"({_where(sorted({o.split('/', 1)[0] for o in off}))})", parameter="layers")
     return wanted
 
 

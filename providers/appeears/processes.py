@@ -7,14 +7,14 @@ served through geofed; dismissing deletes the task upstream.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from geofed import errors
 from geofed.jobs.protocol import JobContext, JobProgress
 from geofed.ogc.process import UpstreamProcessor, processor_error
 from geofed.ogc.process import process_input as _input
 from providers.appeears import records
-from providers.appeears.client import NAME, TITLE, AppeearsClient, BundleFileStream
+from providers.appeears.client import TITLE, AppeearsClient, BundleFileStream
 from providers.appeears.inputs import DEFAULT_PROJECTION, FILE_TYPES, task_request
 
 _LAYER = {"type": "object", "required": ["product", "layer"],
@@ -43,10 +43,14 @@ PROCESS_METADATA: dict[str, Any] = {
     "inputs": {
         "task_type": _input("Task type", "area (raster subsets) or point (sample time series)",
                             {"type": "string", "enum": ["area", "point"]}, required=True),
-        "task_name": _input("Task name", "a name for the AppEEARS task (default: geofed-<job id>)",
+        "task_name": _input("Task name", "a name for the AppEEARS task (default: 'geofed-' followed by the job "
+                            "id); a name of its own lets geofed find the task even if AppEEARS' answer omits its id",
                             {"type": "string", "maxLength": 200}),
-        "layers": {**_input("Layers", "product layers to extract; checked against the AppEEARS catalog",
-                            {"type": "array", "items": _LAYER, "minItems": 1}, required=True)},
+        "layers": _input("Layers", "product layers to extract, checked against the AppEEARS catalog. Valid products "
+                         "are the collections appeears:{ProductAndVersion} of /stac/collections; a product's layer "
+                         "names are its summaries `appeears:layers` (e.g. /stac/collections/appeears:MOD13Q1.061 "
+                         "lists _250m_16_days_NDVI), as AppEEARS' GET /product/{ProductAndVersion} names them",
+                         {"type": "array", "items": _LAYER, "minItems": 1}, required=True),
         "start_date": _input("Start date", "first day (ISO date)", {"type": "string", "format": "date"}, True),
         "end_date": _input("End date", "last day (ISO date)", {"type": "string", "format": "date"}, True),
         "recurring": _input("Recurring", "repeat the month-day range of start/end_date every year of year_range",
@@ -66,7 +70,8 @@ PROCESS_METADATA: dict[str, Any] = {
         "files": {"title": "Bundle files", "description": "links to the result files (name, size, media type, "
                   "sha256), streamed through geofed",
                   "schema": {"type": "array", "items": {"type": "object"}}},
-        "bundle_type": {"title": "Bundle type", "schema": {"type": "string", "enum": ["area", "point"]}},
+        "bundle_type": {"title": "Bundle type", "description": "area (GeoTIFF or netCDF-4 files) or point (CSV "
+                        "files), as the task type", "schema": {"type": "string", "enum": ["area", "point"]}},
     },
     "example": {"inputs": {
         "task_type": "point", "task_name": "harvard-forest-lst", "start_date": "2020-01-01",
@@ -78,10 +83,12 @@ PROCESS_METADATA: dict[str, Any] = {
 class AppeearsExtractProcessor(UpstreamProcessor):
     """pygeoapi processor (async only) and `UpstreamJobProcess` for the job manager."""
 
+    PROCESS_METADATA: ClassVar[dict[str, Any]] = PROCESS_METADATA  # read by the resource renderer
+
     requires_api_key = True  # runs extractions on geofed's AppEEARS account (geofed.jobs.access)
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
-        super().__init__(processor_def, PROCESS_METADATA)
+        super().__init__(processor_def, self.PROCESS_METADATA)
 
     def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
         raise processor_error(errors.InvalidParameter(
@@ -92,11 +99,7 @@ class AppeearsExtractProcessor(UpstreamProcessor):
     async def submit(self, inputs: dict[str, Any], job: JobContext) -> dict[str, Any]:
         client = AppeearsClient()
         task = await task_request(client, inputs or {}, default_name=f"geofed-{job.job_id}")
-        answer = await client.submit_task(task)
-        task_id = answer.get("task_id") if isinstance(answer, dict) else None
-        if not task_id:
-            raise errors.UpstreamError(f"{TITLE} accepted the task without a task_id", upstream=NAME)
-        return {"task_id": str(task_id), "task_type": task["task_type"]}
+        return {"task_id": await client.submit_task(task), "task_type": task["task_type"]}
 
     async def poll(self, handle: dict[str, Any]) -> JobProgress:
         client = AppeearsClient()

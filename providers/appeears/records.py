@@ -1,5 +1,8 @@
 """The one mapping of AppEEARS records: products → STAC collections, task/status → job progress, bundle files
 → OGC result links. Both faces (the STAC bridge, the `appeears-extract` process) read AppEEARS only through this.
+
+AppEEARS has no items (a product is extracted on demand through `appeears-extract`, not browsed item by item),
+so there is no `to_feature`/`to_item`: its collections are metadata only.
 """
 
 from __future__ import annotations
@@ -8,15 +11,15 @@ import datetime as dt
 import re
 from typing import Any
 
-import pystac
 from dateutil import parser as dateparser
-from pystac.extensions.scientific import ScientificExtension
 
+from geofed.collection import Collection
 from geofed.jobs.protocol import JobProgress
+from geofed.query import instant, rfc3339
 
 COLLECTION_PREFIX = "appeears:"
 APPEEARS_HOME = "https://appeears.earthdatacloud.nasa.gov"
-WORLD = [-180.0, -90.0, 180.0, 90.0]
+SCIENTIFIC = "https://stac-extensions.github.io/scientific/v1.0.0/schema.json"
 # Bundle `file_type` → media type (the doc lists tif, json, xml, txt; point bundles add csv, netCDF-4 output nc).
 MEDIA_TYPES: dict[str, str] = {
     "tif": "image/tiff; application=geotiff",
@@ -47,7 +50,10 @@ def parse_extent_date(text: Any, end: bool = False) -> dt.datetime | None:
     if re.fullmatch(r"\d{4}", value):  # a bare year covers the whole year
         year = int(value)
         return dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.UTC) if end else dt.datetime(year, 1, 1, tzinfo=dt.UTC)
-    try:
+    iso = instant(value)
+    if iso is not None:
+        return iso.astimezone(dt.UTC)
+    try:  # prose such as "January 19, 2012"
         parsed = dateparser.parse(value, default=dt.datetime(2000, 1, 1))
     except (ValueError, OverflowError):
         return None
@@ -60,12 +66,10 @@ def resolution_m(text: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def stac_collection(product: dict[str, Any], layers: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
-    """A product as a metadata-only STAC 1.1 collection `appeears:<ProductAndVersion>` (without self/root
-    links: the STAC bridge adds those)."""
+def to_collection(product: dict[str, Any], layers: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """A product as a metadata-only STAC 1.1 collection `appeears:<ProductAndVersion>` (a dict, without
+    self/root links: the STAC bridge adds those), rendered from its one `Collection` declaration."""
     pav = str(product["ProductAndVersion"])
-    start = parse_extent_date(product.get("TemporalExtentStart"))
-    end = parse_extent_date(product.get("TemporalExtentEnd"), end=True)
     summaries: dict[str, Any] = {}
     if product.get("Platform"):
         summaries["platform"] = [product["Platform"]]
@@ -73,9 +77,27 @@ def stac_collection(product: dict[str, Any], layers: dict[str, dict[str, Any]] |
     if gsd is not None:
         summaries["gsd"] = [gsd]
     if layers:
-        summaries["appeears:layers"] = sorted(layers)
+        # the layer names a task may ask for: those the listing does not mark unavailable
+        summaries["appeears:layers"] = sorted(k for k, v in layers.items()
+                                              if not (isinstance(v, dict) and v.get("Available") is False))
         summaries["appeears:units"] = sorted({str(v.get("Units")) for v in layers.values() if v.get("Units")})
-    collection = pystac.Collection(
+    links: list[dict[str, Any]] = []
+    if product.get("DocLink"):
+        links.append({"rel": "describedby", "href": str(product["DocLink"]), "type": "text/html",
+                      "title": "Product documentation"})
+    extensions: tuple[str, ...] = ()
+    extra: dict[str, Any] = {
+        "appeears:product_and_version": pav,
+        "appeears:temporal_granularity": product.get("TemporalGranularity"),
+        "appeears:raster_type": product.get("RasterType"),
+        "appeears:available": bool(product.get("Available", True)),
+    }
+    if product.get("DOI"):
+        doi = str(product["DOI"])
+        links.append({"rel": "cite-as", "href": f"https://doi.org/{doi}"})
+        extensions = (SCIENTIFIC,)
+        extra["sci:doi"] = doi
+    collection = Collection(
         id=collection_id(pav),
         title=f"{product.get('Product', pav)} v{product.get('Version', '')}: {product.get('Description', '')}".strip(),
         description=(
@@ -84,30 +106,19 @@ def stac_collection(product: dict[str, Any], layers: dict[str, dict[str, Any]] |
             f"from {product.get('Source', 'NASA')}. Available for area and point extraction through the "
             "`appeears-extract` process; this collection holds no items."
         ),
-        extent=pystac.Extent(pystac.SpatialExtent([WORLD]), pystac.TemporalExtent([[start, end]])),
+        keywords=tuple(str(k) for k in ("AppEEARS", product.get("Platform"), product.get("Source")) if k),
         license="other",
-        keywords=[k for k in ("AppEEARS", product.get("Platform"), product.get("Source")) if k],
-        providers=[
-            pystac.Provider(str(product.get("Source") or "NASA"), roles=[pystac.ProviderRole.PRODUCER]),
-            pystac.Provider("NASA AppEEARS", roles=[pystac.ProviderRole.PROCESSOR, pystac.ProviderRole.HOST],
-                            url=APPEEARS_HOME),
-        ],
-        summaries=pystac.Summaries(summaries),
-        extra_fields={
-            "appeears:product_and_version": pav,
-            "appeears:temporal_granularity": product.get("TemporalGranularity"),
-            "appeears:raster_type": product.get("RasterType"),
-            "appeears:available": bool(product.get("Available", True)),
-        },
+        providers=(
+            {"name": str(product.get("Source") or "NASA"), "roles": ["producer"]},
+            {"name": "NASA AppEEARS", "roles": ["processor", "host"], "url": APPEEARS_HOME},
+        ),
+        interval=(rfc3339(parse_extent_date(product.get("TemporalExtentStart"))),
+                  rfc3339(parse_extent_date(product.get("TemporalExtentEnd"), end=True))),
+        links=tuple(links),
+        stac_extensions=extensions,
+        summaries=summaries,
     )
-    if product.get("DocLink"):
-        collection.add_link(pystac.Link("describedby", str(product["DocLink"]), media_type="text/html",
-                                        title="Product documentation"))
-    if product.get("DOI"):
-        ScientificExtension.ext(collection, add_if_missing=True).apply(doi=str(product["DOI"]))
-    data = collection.to_dict(include_self_link=False, transform_hrefs=False)
-    data["links"] = [link for link in data["links"] if link.get("rel") not in ("root", "self", "parent")]
-    return data
+    return {**collection.stac(), **extra}
 
 
 # ----------------------------------------------------------------- task status → job progress

@@ -42,7 +42,7 @@ class ProductMember:
                     layers = await self.client.layers(str(product["ProductAndVersion"]))
                 except errors.NotFound:
                     layers = None  # listed but without layers: still a collection, just without summaries
-            return records.stac_collection(product, layers)
+            return records.to_collection(product, layers)
 
         return list(await asyncio.gather(*(describe(p) for p in products)))
 
@@ -52,7 +52,7 @@ class ProductMember:
         product = next((p for p in await self.client.products() if p.get("ProductAndVersion") == pav), None)
         if product is None:
             raise errors.NotFound(f"{TITLE} has no product '{pav}'")
-        return records.stac_collection(product, await self.client.layers(str(pav)))
+        return records.to_collection(product, await self.client.layers(str(pav)))
 
     def owns(self, collection_id: str) -> bool:
         return records.product_id(collection_id) is not None

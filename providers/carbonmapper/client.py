@@ -7,40 +7,25 @@ its parameters travel as a list of pairs; the STAC API takes `bbox` comma-joined
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-import pystac
-
 from geofed import errors
-from geofed.http.auth import Auth, StaticBearer, Token, TokenAuth
+from geofed.http.auth import Auth, StaticBearer, Token, TokenAuth, jwt_expiry
 from geofed.http.client import UpstreamClient
 from geofed.settings import Settings
 from geofed.upstreams import credentials, http
 
 NAME = "carbonmapper"
 TITLE = "CarbonMapper"
+POLICY: dict[str, Any] = {}  # the defaults fit: 429 `Retry-After` is in seconds (observed.md)
 MAX_LIMIT = 1000  # per upstream call ("limit: default is 500, max is 1000")
 # Access-token lifetime when the token is not a JWT with an `exp` claim (the doc gives no lifetime).
 DEFAULT_ACCESS_TTL = 300.0
 
 Params = list[tuple[str, str]]
-
-
-def _jwt_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT, read without verifying it (we only need to know when to refresh)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return float(payload["exp"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        return None
 
 
 class CarbonMapperAuth(TokenAuth):
@@ -72,8 +57,7 @@ class CarbonMapperAuth(TokenAuth):
                                            upstream=NAME)
         self._refresh = payload.get("refresh") or self._refresh
         access = str(payload["access"])
-        expires = _jwt_expiry(access) or time.time() + DEFAULT_ACCESS_TTL
-        return Token(access, expires)
+        return Token(access, jwt_expiry(access) or time.time() + DEFAULT_ACCESS_TTL)
 
     def secrets(self) -> list[str]:
         return [*super().secrets(), self.password, *([self._refresh] if self._refresh else [])]
@@ -90,7 +74,20 @@ def make_auth(settings: Settings) -> Auth:
 
 
 def rest_bbox(bbox: tuple[float, float, float, float] | list[float]) -> Params:
+    """The REST catalog's bbox: four repeated `bbox` keys."""
     return [("bbox", repr(float(v))) for v in bbox]
+
+
+def _field(body: Any, name: str, what: str) -> list[dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get(name), list):
+        raise errors.UpstreamError(f"{TITLE} returned a malformed {what} (no '{name}' list)", upstream=NAME)
+    return body[name]
+
+
+@dataclass
+class ListPage:
+    records: list[dict[str, Any]]
+    total: int | None
 
 
 class CatalogClient:
@@ -99,14 +96,17 @@ class CatalogClient:
     def __init__(self) -> None:
         self.http = http(NAME)
 
-    async def plumes(self, params: Params) -> dict[str, Any]:
-        return await self.http.get_json("/api/v1/catalog/plumes/annotated", params=params, cache=True)
+    async def plumes(self, params: Params) -> ListPage:
+        body = await self.http.get_json("/api/v1/catalog/plumes/annotated", params=params, cache=True)
+        return ListPage(_field(body, "items", "plume list"), _int(body.get("total_count")))
 
     async def plume(self, name: str) -> dict[str, Any]:
         return await self.http.get_json(f"/api/v1/catalog/plume/{quote(name, safe='')}", cache=True)
 
-    async def sources(self, params: Params) -> dict[str, Any]:
-        return await self.http.get_json("/api/v1/catalog/sources.geojson", params=params, cache=True)
+    async def sources(self, params: Params) -> list[dict[str, Any]]:
+        """`sources.geojson`: every source (no paging) as GeoJSON features."""
+        body = await self.http.get_json("/api/v1/catalog/sources.geojson", params=params, cache=True)
+        return _field(body, "features", "source collection")
 
     async def source(self, name: str) -> dict[str, Any]:
         return await self.http.get_json(f"/api/v1/catalog/source/{quote(name, safe='')}", cache=True)
@@ -116,64 +116,58 @@ class CatalogClient:
             f"/api/v1/catalog/source/plume/name/{quote(plume_name, safe='')}", cache=True
         )
 
-    async def scenes(self, params: Params) -> dict[str, Any]:
-        return await self.http.get_json("/api/v1/catalog/scenes/annotated", params=params, cache=True)
+    async def scenes(self, params: Params) -> ListPage:
+        body = await self.http.get_json("/api/v1/catalog/scenes/annotated", params=params, cache=True)
+        return ListPage(_field(body, "items", "scene list"), _int(body.get("count")))
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass
 class StacPage:
-    items: list[pystac.Item]
+    items: list[dict[str, Any]]
     next_offset: int | None
     matched: int | None
 
 
 class StacClient:
-    """The CarbonMapper STAC API, returning pystac objects."""
+    """The CarbonMapper STAC API (plain dicts)."""
 
     root = "/api/v1/stac"
 
     def __init__(self) -> None:
         self.http = http(NAME)
 
-    async def landing(self) -> pystac.Catalog:
-        return pystac.Catalog.from_dict(await self.http.get_json(f"{self.root}/", cache=True))
-
     async def conformance(self) -> list[str]:
         body = await self.http.get_json(f"{self.root}/conformance", cache=True)
         return list(body.get("conformsTo") or []) if isinstance(body, dict) else []
 
-    async def collections(self) -> list[pystac.Collection]:
+    async def collections(self) -> list[dict[str, Any]]:
         body = await self.http.get_json(f"{self.root}/collections", cache=True)
-        return [pystac.Collection.from_dict(c) for c in _field(body, "collections")]
+        return _field(body, "collections", "collection list")
 
-    async def collection(self, collection_id: str) -> pystac.Collection:
-        body = await self.http.get_json(f"{self.root}/collections/{quote(collection_id, safe='')}", cache=True)
-        return pystac.Collection.from_dict(body)
-
-    async def item(self, collection_id: str, item_id: str) -> pystac.Item:
+    async def item(self, collection_id: str, item_id: str) -> dict[str, Any]:
         path = f"{self.root}/collections/{quote(collection_id, safe='')}/items/{quote(item_id, safe='')}"
-        return pystac.Item.from_dict(await self.http.get_json(path, cache=True), preserve_dict=False, migrate=False)
+        item = await self.http.get_json(path, cache=True)
+        if not isinstance(item, dict):
+            raise errors.UpstreamError(f"{TITLE} returned a malformed STAC item", upstream=NAME)
+        return item
 
     async def search(self, body: dict[str, Any], offset: int = 0) -> StacPage:
         """POST /search (idempotent: a read). `offset` goes in the query string, as the doc has it."""
         payload = await self.http.post_json(
             f"{self.root}/search", json=body, params={"offset": offset}, idempotent=True
         )
-        features = _field(payload, "features")
-        items = [pystac.Item.from_dict(f, preserve_dict=False, migrate=False) for f in features]
+        features = _field(payload, "features", "search response")
         context = payload.get("context") or {}
-        matched = context.get("matched", payload.get("numberMatched"))
-        has_next = any(link.get("rel") == "next" for link in payload.get("links") or [])
-        limit = int(body.get("limit") or 10)
-        if not payload.get("links") and matched is not None:
-            has_next = offset + len(features) < int(matched)
-        elif not payload.get("links"):
-            has_next = len(features) == limit
-        return StacPage(items, offset + len(features) if has_next and features else None,
-                        int(matched) if matched is not None else None)
-
-
-def _field(body: Any, name: str) -> list[dict[str, Any]]:
-    if not isinstance(body, dict) or not isinstance(body.get(name), list):
-        raise errors.UpstreamError(f"{TITLE} returned a malformed response (no '{name}' list)", upstream=NAME)
-    return body[name]
+        matched = _int(context.get("matched", payload.get("numberMatched")))
+        links = payload.get("links") or []
+        if links:
+            has_next = any(link.get("rel") == "next" for link in links)
+        elif matched is not None:
+            has_next = offset + len(features) < matched
+        else:
+            has_next = len(features) == int(body.get("limit") or 10)
+        return StacPage(features, offset + len(features) if has_next and features else None, matched)

@@ -1,11 +1,9 @@
-"""The pygeoapi providers of the three CarbonMapper collections (registered in config/resources/carbonmapper.yml)."""
+"""The pygeoapi providers of the three CarbonMapper collections (declared in `sources.py`)."""
 
 from __future__ import annotations
 
 from geofed.ogc.provider import UpstreamFeatureProvider
-from providers.carbonmapper.plumes import PlumeSource
-from providers.carbonmapper.scenes import SceneSource
-from providers.carbonmapper.sources import SourceSource
+from providers.carbonmapper.sources import PlumeSource, SceneSource, SourceSource
 
 
 class PlumeProvider(UpstreamFeatureProvider):

@@ -6,35 +6,64 @@ Records are the upstream's JSON objects, with two things geofed adds before mapp
   `{"point": GeoJSON Point, **source properties}`.
 The upstream's UUID `id` becomes the property `uuid`: `id` is the feature id (the plume or scene name), and a
 property of the same name would shadow it in CQL2 and in GDAL.
+
+Both faces carry the same properties under the same names, except where STAC has its own name for a field
+(`STAC_NAMES`, per collection): the item then carries it under the STAC name only. Values the upstream does not
+give are absent (STAC common metadata) or null, never made up: no geometry → no bbox; a source without
+`timestamp_min`/`timestamp_max` (older deployments, observed.md) gets `datetime: null` and no range — an item a
+STAC validator rejects, knowingly, rather than a date that is not the source's.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import pystac
-from pystac.extensions.view import ViewExtension
-from pystac.utils import str_to_datetime
+from geofed.query import ItemContext, instant, rfc3339
 
 GASES = ("CH4", "CO2")
 SECTORS = ("1B2", "6A", "6B", "4B", "1B1a", "1A1", "other", "NULL", "NA")
 INSTRUMENTS = ("GAO", "ang", "av3", "emi", "tan", "ssc")
 QUALITIES = ("good", "questionable", "bad")
 
+# {platform}{YYYYMMDD}t{HHMMSS}p{part} (doc: scene names); a plume name adds `-<letters>`
+SCENE_NAME = re.compile(r"^[A-Za-z0-9]{3}(\d{8})t(\d{6})p\d+")
 PLUMES = "carbonmapper-plumes"
 SOURCES = "carbonmapper-sources"
 SCENES = "carbonmapper-scenes"
 
+STAC_VERSION = "1.1.0"
+VIEW = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
+# feature property → STAC item property, per collection (one upstream, three collections: `datetime` is a
+# different feature property in each, so one flat map could not be read backwards)
+STAC_NAMES: dict[str, dict[str, str]] = {
+    PLUMES: {
+        "scene_timestamp": "datetime",
+        "off_nadir": "view:off_nadir",
+        "published_at": "published",
+        "modified": "updated",
+        # a STAC item's `collection` is the geofed collection; the upstream's product id moves aside
+        "collection": "carbonmapper:collection",
+    },
+    SOURCES: {"timestamp_min": "start_datetime", "timestamp_max": "end_datetime"},
+    SCENES: {"timestamp": "datetime"},
+}
+# STAC common metadata: a string / positive number when present, so absent (not null) when unknown
+COMMON = ("platform", "gsd")
+TIMES = ("datetime", "start_datetime", "end_datetime", "published", "updated")
+
 GEOTIFF = "image/tiff; application=geotiff"
 # plume asset field → (media type, STAC roles, OGC link relation, title)
 PLUME_ASSETS: dict[str, tuple[str, list[str], str, str]] = {
-    "plume_png": ("image/png", ["overlay"], "preview", "Plume overlay (PNG)"),
+    # STAC Browser previews the `thumbnail` / `overview` asset
+    "plume_png": ("image/png", ["thumbnail", "overview", "overlay"], "preview", "Plume overlay (PNG)"),
     "plume_rgb_png": ("image/png", ["visual"], "preview", "Plume over RGB (PNG)"),
     "plume_tif": (GEOTIFF, ["data"], "enclosure", "Plume enhancement (GeoTIFF)"),
     "con_tif": (GEOTIFF, ["data"], "enclosure", "Concentration (GeoTIFF)"),
-    "rgb_png": ("image/png", ["visual", "thumbnail"], "preview", "RGB image (PNG)"),
+    "rgb_png": ("image/png", ["visual"], "preview", "RGB image (PNG)"),
 }
+GEOJSON = "application/geo+json"
 
 
 def scene_name_of(plume_name: str) -> str:
@@ -54,6 +83,13 @@ def _bbox4(value: Any) -> list[float] | None:
     return None
 
 
+def _point_bbox(point: dict[str, Any] | None) -> list[float] | None:
+    if not point or point.get("type") != "Point":
+        return None
+    x, y = point["coordinates"][:2]
+    return [float(x), float(y), float(x), float(y)]
+
+
 def _polygon(b: list[float]) -> dict[str, Any]:
     return {"type": "Polygon",
             "coordinates": [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]]}
@@ -67,8 +103,43 @@ def _ogc_items(base: str, collection: str, **params: str) -> str:
     return f"{base}/collections/{collection}/items?{urlencode(params)}"
 
 
-def _stac_item(base: str, collection: str, item_id: str) -> str:
+def _stac_item_url(base: str, collection: str, item_id: str) -> str:
     return f"{base}/stac/collections/{collection}/items/{quote(item_id, safe='')}"
+
+
+def _stamp(value: Any) -> str | None:
+    """An upstream date-time as RFC 3339 UTC (what STAC requires), None when absent."""
+    moment = instant(value)
+    return rfc3339(moment, fraction=bool(moment.microsecond)) if moment else None
+
+
+def _item(item_id: str, collection_id: str, geometry: dict[str, Any] | None, bbox: list[float] | None,
+          props: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A STAC item from feature properties: renamed through `names`, times normalised, unknown common
+    metadata left out, `datetime` null when the item has a range or no time."""
+    props = dict(props)
+    for feature_name, stac_name in names.items():
+        if feature_name in props:
+            value = props.pop(feature_name)
+            if stac_name:
+                props[stac_name] = value
+    for name in TIMES:
+        if name in props:
+            props[name] = _stamp(props[name])
+    for name in COMMON:
+        if props.get(name) is None:
+            props.pop(name, None)
+    props.setdefault("datetime", None)
+    item: dict[str, Any] = {"type": "Feature", "stac_version": STAC_VERSION, "stac_extensions": [],
+                            "id": item_id, "geometry": geometry}
+    if geometry is not None and bbox is not None:
+        item["bbox"] = bbox
+    item.update({"properties": props, "links": [], "assets": {}, "collection": collection_id})
+    return item
+
+
+def _link(rel: str, href: str, title: str) -> dict[str, Any]:
+    return {"rel": rel, "href": href, "type": GEOJSON, "title": title}
 
 
 # ----------------------------------------------------------------- plumes
@@ -80,59 +151,69 @@ def plume_properties(record: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
-def plume_feature(record: dict[str, Any], base: str) -> dict[str, Any]:
+def plume_feature(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     name = str(record["plume_id"])
     links = [
         {"rel": rel, "href": record[field], "type": media, "title": title}
         for field, (media, _, rel, title) in PLUME_ASSETS.items() if record.get(field)
     ]
-    links.append({"rel": "related", "href": _ogc_item(base, SCENES, scene_name_of(name)),
-                  "type": "application/geo+json", "title": "Scene this plume was detected in"})
+    links.append(_link("related", _ogc_item(ctx.public_url, SCENES, scene_name_of(name)),
+                       "Scene this plume was detected in"))
     if record.get("source_name"):
-        links.append({"rel": "related", "href": _ogc_item(base, SOURCES, record["source_name"]),
-                      "type": "application/geo+json", "title": "Source (cluster of plumes) this plume belongs to"})
-    feature: dict[str, Any] = {"type": "Feature", "id": name, "geometry": _point(record.get("geometry_json")),
+        links.append(_link("related", _ogc_item(ctx.public_url, SOURCES, record["source_name"]),
+                           "Source (cluster of plumes) this plume belongs to"))
+    geometry = _point(record.get("geometry_json"))
+    feature: dict[str, Any] = {"type": "Feature", "id": name, "geometry": geometry,
                                "properties": plume_properties(record), "links": links}
-    if bbox := _bbox4(record.get("plume_bounds")):
+    if geometry and (bbox := _bbox4(record.get("plume_bounds"))):
         feature["bbox"] = bbox
     return feature
 
 
-def plume_item(record: dict[str, Any], base: str) -> dict[str, Any]:
+def plume_item(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     name = str(record["plume_id"])
     geometry = _point(record.get("geometry_json"))
-    coords = geometry["coordinates"] if geometry else [0.0, 0.0]
-    props = plume_properties(record)
-    for moved in (*PLUME_ASSETS, "scene_timestamp", "platform", "instrument", "gsd", "off_nadir", "published_at",
-                  "modified"):
-        props.pop(moved, None)
-    props.update({"platform": record.get("platform"), "instruments": [record.get("instrument")],
-                  "gsd": record.get("gsd")})
-    if record.get("published_at"):
-        props["published"] = record["published_at"]
-    if record.get("modified"):
-        props["updated"] = record["modified"]
-    item = pystac.Item(
-        id=name, geometry=geometry, bbox=_bbox4(record.get("plume_bounds")) or [*coords, *coords],
-        datetime=str_to_datetime(record["scene_timestamp"]), properties=props, collection=PLUMES,
-    )
-    if record.get("off_nadir") is not None:
-        ViewExtension.ext(item, add_if_missing=True).off_nadir = float(record["off_nadir"])
-    for field, (media, roles, _, title) in PLUME_ASSETS.items():
-        if record.get(field):
-            item.add_asset(field, pystac.Asset(href=record[field], media_type=media, roles=roles, title=title))
-    item.add_link(pystac.Link("related", _stac_item(base, SCENES, scene_name_of(name)),
-                              media_type="application/geo+json", title="Scene"))
+    props = {k: v for k, v in plume_properties(record).items() if k not in PLUME_ASSETS}
+    if record.get("instrument"):
+        props["instruments"] = [record["instrument"]]  # and `instrument` stays: it is a queryable
+    item = _item(name, ctx.collection_id, geometry, _bbox4(record.get("plume_bounds")) or _point_bbox(geometry),
+                 props, STAC_NAMES[PLUMES])
+    if "view:off_nadir" in item["properties"]:
+        item["stac_extensions"].append(VIEW)
+    item["assets"] = {field: {"href": record[field], "type": media, "roles": roles, "title": title}
+                      for field, (media, roles, _, title) in PLUME_ASSETS.items() if record.get(field)}
+    item["links"].append(_link("related", _stac_item_url(ctx.public_url, SCENES, scene_name_of(name)), "Scene"))
     if record.get("source_name"):
-        item.add_link(pystac.Link("related", _stac_item(base, SOURCES, record["source_name"]),
-                                  media_type="application/geo+json", title="Source"))
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+        item["links"].append(_link("related", _stac_item_url(ctx.public_url, SOURCES, record["source_name"]),
+                                   "Source"))
+    return item
 
 
 # ----------------------------------------------------------------- sources
-def source_record(feature: dict[str, Any]) -> dict[str, Any]:
-    """A `sources.geojson` feature → source record."""
-    return {**(feature.get("properties") or {}), "point": _point(feature.get("geometry"))}
+def source_record(feature: dict[str, Any], times_from_plumes: bool = True) -> dict[str, Any]:
+    """A `sources.geojson` feature → source record. Its properties are not in the doc; older deployments leave
+    out `timestamp_min/max` (observed.md), and a datetime filter would then drop every source. With
+    `times_from_plumes` the span is taken from the source's `plume_ids` instead: a plume name starts with its
+    scene's name, `{platform}{YYYYMMDD}t{HHMMSS}p{part}`, whose date and time the doc defines as the acquisition
+    time in UTC — the very times newer deployments aggregate. A source with neither keeps no span (a datetime
+    filter cannot show it matches)."""
+    props = dict(feature.get("properties") or {})
+    if times_from_plumes and (props.get("timestamp_min") is None or props.get("timestamp_max") is None):
+        times = sorted(t for t in (scene_time(str(p)) for p in props.get("plume_ids") or []) if t)
+        if times:
+            props["timestamp_min"] = props.get("timestamp_min") or times[0]
+            props["timestamp_max"] = props.get("timestamp_max") or times[-1]
+    return {**props, "point": _point(feature.get("geometry"))}
+
+
+def scene_time(plume_or_scene_name: str) -> str | None:
+    """The acquisition time a scene (or plume) name encodes, RFC 3339; None when the name does not follow the
+    documented format."""
+    match = SCENE_NAME.match(plume_or_scene_name)
+    if not match:
+        return None
+    day, time = match.group(1), match.group(2)
+    return f"{day[:4]}-{day[4:6]}-{day[6:]}T{time[:2]}:{time[2:4]}:{time[4:]}Z"
 
 
 def source_record_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
@@ -146,61 +227,63 @@ def source_record_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return {**props, "point": _point(detail.get("point"))}
 
 
-def source_feature(record: dict[str, Any], base: str) -> dict[str, Any]:
+def _source_plumes(ctx: ItemContext, name: str) -> dict[str, Any]:
+    return _link("related", _ogc_items(ctx.public_url, PLUMES, source_name=name), "Plumes of this source")
+
+
+def source_feature(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     name = str(record["source_name"])
     props = {k: v for k, v in record.items() if k != "point"}
-    return {"type": "Feature", "id": name, "geometry": record.get("point"), "properties": props, "links": [
-        {"rel": "related", "href": _ogc_items(base, PLUMES, source_name=name), "type": "application/geo+json",
-         "title": "Plumes of this source"}]}
+    return {"type": "Feature", "id": name, "geometry": record.get("point"), "properties": props,
+            "links": [_source_plumes(ctx, name)]}
 
 
-def source_item(record: dict[str, Any], base: str) -> dict[str, Any]:
+def source_item(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     name = str(record["source_name"])
     point = record.get("point")
-    coords = point["coordinates"] if point else [0.0, 0.0]
-    props = {k: v for k, v in record.items() if k not in ("point", "timestamp_min", "timestamp_max")}
-    start, end = record.get("timestamp_min"), record.get("timestamp_max")
-    # A source spans its detections: start/end datetimes; a record without them dates from its publication.
-    span: dict[str, Any] = (
-        {"datetime": None, "start_datetime": str_to_datetime(start), "end_datetime": str_to_datetime(end)}
-        if start and end else {"datetime": str_to_datetime(record.get("published_at_max") or "1970-01-01T00:00:00Z")}
-    )
-    item = pystac.Item(id=name, geometry=point, bbox=[*coords, *coords], properties=props, collection=SOURCES,
-                       **span)
-    item.add_link(pystac.Link("items", _ogc_items(base, PLUMES, source_name=name),
-                              media_type="application/geo+json", title="Plumes of this source"))
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+    props = {k: v for k, v in record.items() if k != "point"}
+    item = _item(name, ctx.collection_id, point, _point_bbox(point), props, STAC_NAMES[SOURCES])
+    item["links"].append({**_source_plumes(ctx, name), "rel": "items"})
+    return item
 
 
 # ----------------------------------------------------------------- scenes
+def scene_record_from_plumes(name: str, plumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """A scene that scenes/annotated does not list (not eligible for null detection, or not published yet), as
+    its plume records describe it: name, uuid, instrument, acquisition time, mission phase. Nothing else is
+    known (no footprint: geometry null; no counts)."""
+    first = plumes[0]
+    record = {"name": name, "id": first.get("scene_id"), "instrument": first.get("instrument"),
+              "timestamp": first.get("scene_timestamp"), "mission_phase": first.get("mission_phase")}
+    return {key: value for key, value in record.items() if value is not None}
+
+
 def scene_properties(record: dict[str, Any]) -> dict[str, Any]:
     props = {k: v for k, v in record.items() if k not in ("id", "usersceneassignmentstatus_set")}
     props["uuid"] = record.get("id")
     return props
 
 
-def scene_feature(record: dict[str, Any], base: str) -> dict[str, Any]:
+def _scene_plumes(ctx: ItemContext, name: str) -> dict[str, Any]:
+    return _link("related", _ogc_items(ctx.public_url, PLUMES, scene_name=name), "Plumes detected in this scene")
+
+
+def scene_feature(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     name = str(record["name"])
     bounds = _bbox4(record.get("bounds"))  # [west, south, east, north]: the doc leaves the order open
-    feature: dict[str, Any] = {
-        "type": "Feature", "id": name, "geometry": _polygon(bounds) if bounds else None,
-        "properties": scene_properties(record),
-        "links": [{"rel": "related", "href": _ogc_items(base, PLUMES, scene_name=name),
-                   "type": "application/geo+json", "title": "Plumes detected in this scene"}],
-    }
+    feature: dict[str, Any] = {"type": "Feature", "id": name, "geometry": _polygon(bounds) if bounds else None,
+                               "properties": scene_properties(record), "links": [_scene_plumes(ctx, name)]}
     if bounds:
         feature["bbox"] = bounds
     return feature
 
 
-def scene_item(record: dict[str, Any], base: str) -> dict[str, Any]:
+def scene_item(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     name = str(record["name"])
     bounds = _bbox4(record.get("bounds"))
     props = scene_properties(record)
-    props.pop("timestamp", None)
-    props["instruments"] = [props.pop("instrument", None)]
-    item = pystac.Item(id=name, geometry=_polygon(bounds) if bounds else None, bbox=bounds,
-                       datetime=str_to_datetime(record["timestamp"]), properties=props, collection=SCENES)
-    item.add_link(pystac.Link("items", _ogc_items(base, PLUMES, scene_name=name),
-                              media_type="application/geo+json", title="Plumes detected in this scene"))
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+    if record.get("instrument"):
+        props["instruments"] = [record["instrument"]]
+    item = _item(name, ctx.collection_id, _polygon(bounds) if bounds else None, bounds, props, STAC_NAMES[SCENES])
+    item["links"].append({**_scene_plumes(ctx, name), "rel": "items"})
+    return item

@@ -1,7 +1,7 @@
 """CarbonMapper's members of the STAC federation.
 
-- `SourceMember("carbonmapper", [plumes, sources, scenes])`: geofed's own three collections, mapped by
-  `records.py` exactly as on the OGC face.
+- `SourceMember("carbonmapper", [plumes, sources, scenes])`: geofed's own three collections (`sources.py`),
+  queried through the engine on the STAC face and mapped to items by `records.py`.
 - `CarbonMapperStacMember`: the upstream STAC API (`/api/v1/stac/`), collection ids `carbonmapper:<native id>`.
   It pushes down collections, ids, bbox, intersects (as the GeoJSON string the API wants) and datetime;
   the CQL2 filter stays with the bridge (the upstream has no CQL2). Paging state = the upstream offset.
@@ -11,26 +11,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import orjson
 
 from geofed import errors
+from geofed.query import rfc3339
 from providers.carbonmapper.client import MAX_LIMIT, StacClient
-from providers.carbonmapper.plumes import PlumeSource
-from providers.carbonmapper.scenes import SceneSource
-from providers.carbonmapper.sources import SourceSource
+from providers.carbonmapper.records import GASES
+from providers.carbonmapper.sources import PlumeSource, SceneSource, SourceSource
 from stac_bridge.member import Member, MemberPage, SearchParams, SortBy, SourceMember
 
 PREFIX = "carbonmapper:"
 SORT_CONFORMANCE = "https://api.stacspec.org/v1.0.0/item-search#sort"
 DEFAULT_ORDER: SortBy = [("datetime", "desc"), ("collection", "asc"), ("id", "asc")]
 UPSTREAM_LINKS = {"self", "parent", "collection", "root", "items"}
-
-
-def _rfc3339(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ".."
 
 
 class CarbonMapperStacMember:
@@ -52,10 +47,7 @@ class CarbonMapperStacMember:
         await self._learn_sorting()
         out = []
         for collection in await self.client.collections():
-            data = collection.to_dict(include_self_link=False, transform_hrefs=False)
-            data["id"] = PREFIX + collection.id
-            data["links"] = []
-            out.append(data)
+            out.append({**collection, "id": PREFIX + str(collection.get("id")), "links": []})
         return out
 
     def owns(self, collection_id: str) -> bool:
@@ -64,11 +56,10 @@ class CarbonMapperStacMember:
     def sorts_natively(self, sortby: SortBy) -> bool:
         return bool(self._sorts)
 
-    def _item(self, item: Any) -> dict[str, Any]:
-        data = item.to_dict(include_self_link=False, transform_hrefs=False)
-        data["collection"] = PREFIX + str(item.collection_id)
-        data["links"] = [link for link in data.get("links", []) if link.get("rel") not in UPSTREAM_LINKS]
-        return data
+    @staticmethod
+    def _item(item: dict[str, Any]) -> dict[str, Any]:
+        links = [link for link in item.get("links") or [] if link.get("rel") not in UPSTREAM_LINKS]
+        return {**item, "collection": PREFIX + str(item.get("collection")), "links": links}
 
     async def search(self, params: SearchParams, state: Any | None) -> MemberPage:
         offset = int((state or {}).get("o", 0))
@@ -83,8 +74,8 @@ class CarbonMapperStacMember:
         if params.intersects:
             body["intersects"] = orjson.dumps(params.intersects).decode()  # the API takes a string
         if params.start or params.end:
-            body["datetime"] = (_rfc3339(params.start) if params.start == params.end
-                                else f"{_rfc3339(params.start)}/{_rfc3339(params.end)}")
+            start, end = rfc3339(params.start) or "..", rfc3339(params.end) or ".."
+            body["datetime"] = start if params.start == params.end else f"{start}/{end}"
         if await self._learn_sorting():
             order = params.sortby or DEFAULT_ORDER
             body["sortby"] = [{"field": f.removeprefix(PREFIX), "direction": d} for f, d in order]
@@ -108,7 +99,7 @@ class CarbonMapperStacMember:
             "datetime": {"type": "string", "format": "date-time"},
             "platform": {"type": "string"},
             "instruments": {"type": "array", "items": {"type": "string"}},
-            "gas": {"type": "string", "enum": ["CH4", "CO2"]},
+            "gas": {"type": "string", "enum": list(GASES)},
         }
 
 

@@ -21,6 +21,7 @@ from geofed.upstreams import credentials, http
 
 NAME = "epoch"
 TITLE = "Epoch"
+REAL_URL = "https://epoch-sco2-api.com"
 PATH = "/fetch_biomass_emissions"
 
 

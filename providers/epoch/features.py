@@ -1,9 +1,9 @@
-"""pygeoapi feature provider of `epoch-plots` (registered in config/resources/epoch.yml)."""
+"""pygeoapi feature provider of `epoch-plots` (its resource is rendered from `PlotSource.collection`)."""
 
 from __future__ import annotations
 
 from geofed.ogc.provider import UpstreamFeatureProvider
-from providers.epoch.source import PlotSource
+from providers.epoch.sources import PlotSource
 
 
 class PlotsProvider(UpstreamFeatureProvider):

@@ -38,9 +38,10 @@ class Page:
 class Cursor:
     """One query's position in its upstream stream. Lives on the upstream loop; `lock` serialises its users."""
 
-    def __init__(self, opener: Opener, parse: Callable[[bytes], dict[str, Any]], keep: Keep | None,
-                 min_limit: int, max_scan: int) -> None:
-        self.opener, self.parse, self.keep = opener, parse, keep
+    def __init__(self, opener: Opener, parse: Callable[[bytes], dict[str, Any]], min_limit: int,
+                 max_scan: int) -> None:
+        self.opener, self.parse = opener, parse
+        self.keep: Keep | None = None  # the query's local check, handed over with every call (see `page`)
         self.min_limit, self.max_scan = min_limit, max_scan
         self.lock = asyncio.Lock()
         self.used = time.monotonic()
@@ -61,9 +62,12 @@ class Cursor:
         if stream is not None:
             await stream.aclose()  # type: ignore[attr-defined]
 
-    async def page(self, offset: int, limit: int) -> Page:
-        """Matches [offset, offset + limit) and whether more follow."""
+    async def page(self, offset: int, limit: int, keep: Keep | None = None) -> Page:
+        """Matches [offset, offset + limit) and whether more follow. `keep` is the query's local check (the
+        same condition on every call for one cursor: the cache key says so); it is passed per call so that
+        whatever it holds lives as long as one request, not as long as the parked stream."""
         self.used = time.monotonic()
+        self.keep = keep
         self.opened_now = False
         first = self.window[0][0] if self.window else self.matched
         if offset < first:  # an earlier page: start over
@@ -81,9 +85,10 @@ class Cursor:
         lines = [line for _, line in list(self.window)[:want]]
         return Page(lines[:limit], len(lines) > limit, self.total)
 
-    async def count(self) -> int:
+    async def count(self, keep: Keep | None = None) -> int:
         """Reads to the end (nothing kept) and returns the number of matches."""
         self.used = time.monotonic()
+        self.keep = keep
         while self.total is None:
             await self._next_match()
         return self.total
@@ -166,6 +171,10 @@ class CursorCache:
         if self._cursors.get(key) is cursor:
             del self._cursors[key]
 
+    async def drop(self, key: Any, cursor: Cursor) -> None:
+        self.forget(key, cursor)
+        await cursor.close()
+
     def _evict(self, keep: Any = None) -> None:
         now = time.monotonic()
         for key, cursor in list(self._cursors.items()):
@@ -183,35 +192,36 @@ class CursorCache:
 
             self._sweep = asyncio.get_running_loop().call_later(self.ttl + 1, sweep)
 
-    async def count(self, key: Any, make: Callable[[], Cursor]) -> int:
+    async def count(self, key: Any, make: Callable[[], Cursor], keep: Keep | None = None) -> int:
         cursor = self.cursor(key, make)
         async with cursor.lock:
             try:
-                return await cursor.count()
+                return await cursor.count(keep)
             except BaseException:
-                self.forget(key, cursor)
-                await cursor.close()
+                await self.drop(key, cursor)
                 raise
+            finally:
+                cursor.keep = None
 
-    async def page(self, key: Any, make: Callable[[], Cursor], offset: int, limit: int) -> Page:
+    async def page(self, key: Any, make: Callable[[], Cursor], offset: int, limit: int,
+                   keep: Keep | None = None) -> Page:
         """A page through the cached cursor; a resumed stream that broke is re-read once from the start."""
         for attempt in range(2):
             cursor = self.cursor(key, make)
             async with cursor.lock:
                 try:
-                    page = await cursor.page(offset, limit)
+                    page = await cursor.page(offset, limit, keep)
                 except errors.UpstreamError:
-                    self.forget(key, cursor)
-                    await cursor.close()
+                    await self.drop(key, cursor)
                     if cursor.opened_now or attempt:
                         raise
                     continue  # e.g. the upstream dropped our parked connection: start again, once
                 except BaseException:
-                    self.forget(key, cursor)
-                    await cursor.close()
+                    await self.drop(key, cursor)
                     raise
+                finally:
+                    cursor.keep = None
             if self.size == 0:
-                self.forget(key, cursor)
-                await cursor.close()
+                await self.drop(key, cursor)
             return page
         raise AssertionError("unreachable")

@@ -3,7 +3,7 @@
 Epoch aggregates every matching plot into one feature: sums of the per-year figures and uncertainties,
 area-weighted averages of the per-hectare figures and annual series, the total area and the plot count. With
 `aggregate=true` and no `limit` the doc says Epoch "returns the first matching case" — which may mean it
-aggregates only the first plot — so geofed always sends an explicit `limit` (`aggregate_limit`), and a count that
+aggregates only the first plot — so geofed always sends an explicit `limit` (`AGGREGATE_LIMIT`), and a count that
 reaches it is refused rather than returned as if it covered everything.
 """
 
@@ -17,12 +17,11 @@ from typing import Any
 from geofed import errors
 from geofed.ogc.process import UpstreamProcessor
 from providers.epoch import records
-from providers.epoch.client import EpochClient, flag
+from providers.epoch.client import REAL_URL, EpochClient, flag
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Upstream parameters that are not columns: a filter may not override them.
 RESERVED = frozenset({"filename", "monitoring_start", "monitoring_end", "limit", "aggregate", "plots_only"})
-DEFAULT_AGGREGATE_LIMIT = 1_000_000
 
 PROCESS_METADATA: dict[str, Any] = {
     "version": "1.0.0",
@@ -32,17 +31,20 @@ PROCESS_METADATA: dict[str, Any] = {
         "Aggregates every Epoch plot of a collection that matches the monitoring window and the filters into one "
         "GeoJSON feature: totals (tCO2e/yr) and summed uncertainties, area-weighted averages per hectare and of "
         "the yearly AGB/BGB/SOC series, the total area (aggregate_area, ha) and the number of plots "
-        "(aggregate_plot_count). The geometry covers the matched plots (Epoch's choice of envelope)."
+        "(aggregate_plot_count). The geometry covers the matched plots (Epoch's choice of envelope). Runs "
+        "synchronously: the answer is the feature. Valid collection ids and filter values are those the "
+        "features of /collections/epoch-plots/items carry (collection_id, facility_id, plotid)."
     )},
     "jobControlOptions": ["sync-execute"],
     "outputTransmission": ["value"],
     "keywords": ["Epoch", "biomass", "emissions", "land use change", "aggregate"],
     "links": [{"type": "text/html", "rel": "about", "title": "Epoch SCo2 API: fetch biomass emissions",
-               "href": "https://epoch-sco2-api.com", "hreflang": "en-US"}],
+               "href": REAL_URL, "hreflang": "en-US"}],
     "inputs": {
         "collection": {
             "title": "Collection",
-            "description": "Epoch collection identifier (the upstream's `filename`)",
+            "description": "Epoch collection identifier (the upstream's `filename`): the `collection_id` of the "
+                           "features of /collections/epoch-plots/items, e.g. cocoa-civ-2024 on the demo",
             "schema": {"type": "string", "minLength": 1},
             "minOccurs": 1, "maxOccurs": 1,
         },
@@ -61,7 +63,8 @@ PROCESS_METADATA: dict[str, Any] = {
         "filters": {
             "title": "Filters",
             "description": "column → value equalities on Epoch's batch table (plotid, collection_id, facility_id, "
-                           "any other column), all of which must hold",
+                           "any other column), all of which must hold; the values are those of the properties "
+                           "of /collections/epoch-plots/items",
             "schema": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "minOccurs": 0, "maxOccurs": 1,
         },
@@ -69,7 +72,9 @@ PROCESS_METADATA: dict[str, Any] = {
     "outputs": {
         "aggregate": {
             "title": "Aggregate feature",
-            "description": "one GeoJSON feature with the aggregated statistics",
+            "description": "one GeoJSON feature with the aggregated statistics (sums, area-weighted averages, "
+                           "aggregate_area in ha, aggregate_plot_count); when no plot matches, a null geometry "
+                           "and aggregate_plot_count 0",
             "schema": {"type": "object", "contentMediaType": "application/geo+json"},
         }
     },
@@ -119,9 +124,10 @@ def _filters(data: dict[str, Any]) -> dict[str, str]:
 
 
 class AggregateEmissionsProcessor(UpstreamProcessor):
+    AGGREGATE_LIMIT = 1_000_000  # the explicit upstream `limit` (the doc's aggregate default is 1 plot)
+
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
-        self.aggregate_limit = int(processor_def.get("aggregate_limit", DEFAULT_AGGREGATE_LIMIT))
 
     async def run(self, data: dict[str, Any]) -> tuple[str, Any]:
         collection = data.get("collection")
@@ -132,7 +138,7 @@ class AggregateEmissionsProcessor(UpstreamProcessor):
         if start and end and start > end:
             raise errors.InvalidParameter("'monitoring_start' is after 'monitoring_end'", parameter="monitoring_start")
         filters = _filters(data)
-        params = {**filters, "filename": collection, "aggregate": flag(True), "limit": str(self.aggregate_limit)}
+        params = {**filters, "filename": collection, "aggregate": flag(True), "limit": str(self.AGGREGATE_LIMIT)}
         params.update({k: v for k, v in (("monitoring_start", start), ("monitoring_end", end)) if v})
         found: list[dict[str, Any]] = []
         try:
@@ -145,8 +151,8 @@ class AggregateEmissionsProcessor(UpstreamProcessor):
             raise errors.UpstreamError(f"Epoch answered aggregate=true with {len(found)} features instead of one",
                                        upstream="epoch")
         record = found[0] if found else None
-        if record is not None and int(record["properties"].get("aggregate_plot_count") or 0) >= self.aggregate_limit:
+        if record is not None and int(record["properties"].get("aggregate_plot_count") or 0) >= self.AGGREGATE_LIMIT:
             raise errors.InvalidParameter(
-                f"more than {self.aggregate_limit} plots match: the aggregate would be partial; narrow the filters",
+                f"more than {self.AGGREGATE_LIMIT} plots match: the aggregate would be partial; narrow the filters",
                 parameter="filters")
         return "application/geo+json", records.aggregate_feature(record, collection, start, end, filters)

@@ -1,53 +1,67 @@
-"""One mapping from an Epoch plot (an NDJSON GeoJSON feature) to a GeoJSON feature and a STAC item.
+"""The one mapping of an Epoch plot (an NDJSON GeoJSON feature) to a GeoJSON feature and to a STAC item.
 
 A *record* is the upstream feature with `annual_*` parsed into objects (the doc shows them as objects and says
 they are JSON strings: both are accepted). Both faces are built from it, so they agree on ids, geometry, times
-and properties.
+and properties. Items keep the feature's property names (the monitoring window and the ingestion date as
+RFC 3339 with `Z`), and add the STAC common names: `start_datetime`/`end_datetime` = the monitoring window
+(`datetime` null), `created` = `ingestion_date`. The thumbnails are assets on items, not properties
+(`STAC_NAMES`).
+
+Time of a plot without a (whole) monitoring window — `plots_only` records, or a plot whose statistics Epoch has
+not computed yet: the one time Epoch gives for it is `ingestion_date`; its item has that as `datetime`, and its
+feature is matched by `datetime` on it too (`TIME_FIELDS`). With no ingestion date either, the item's
+`datetime` is null and it has no range (nothing is made up; such an item matches no `datetime` query).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 from typing import Any
 
 import orjson
-import pystac
-import shapely
 
 from geofed import errors
+from geofed.query import ItemContext, geometry_bounds, instant, rfc3339
 
 LOGGER = logging.getLogger(__name__)
-COLLECTION_ID = "epoch-plots"
 ANNUAL_FIELDS = ("annual_agb", "annual_bgb", "annual_soc", "annual_lc")
-TEMPORAL_FIELDS = frozenset({"ingestion_date", "monitoring_start", "monitoring_end"})
+# A feature's time: (instant, range start, range end); the range wins when Epoch gives it (see the docstring).
+TIME_FIELDS = ("ingestion_date", "monitoring_start", "monitoring_end")
 # The properties of `plots_only=true` features (mode C of the doc): no statistics, no monitoring window.
 PLOTS_ONLY_FIELDS = frozenset({"uuid", "plotid", "ingestion_date", "area", "metadata"})
+# (asset key, feature property, title) of the two visualisations Epoch links to
+THUMBNAILS = (("thumbnail", "thumbnail_url", "Biomass and emissions"),
+              ("thumbnail_lc", "thumbnail_url_lc", "Land cover"))
+# Feature property → item property where the faces differ ("": not an item property; the thumbnails are assets).
+STAC_NAMES: dict[str, str] = {field: "" for _, field, _ in THUMBNAILS}
 
+_TEXT = {"type": "string"}
+_TIME = {"type": "string", "format": "date-time"}
 _STAT = {"type": "number"}
-_ANNUAL = {"type": "object", "description": "{'mean': n, 'std': n, 'YYYY': n, ...} in tCO2e/ha"}
-# Every documented per-plot property with its type (the queryables of `epoch-plots`).
-PROPERTIES: dict[str, dict[str, Any]] = {
-    "uuid": {"type": "string", "format": "uuid", "title": "unique id of the plot"},
-    "plotid": {"type": "string", "title": "plot id from the original collection"},
-    "collection_id": {"type": "string", "title": "Epoch collection identifier"},
-    "facility_id": {"type": "string", "title": "facility associated with the plot"},
-    "ingestion_date": {"type": "string", "format": "date-time"},
-    "monitoring_start": {"type": "string", "format": "date-time"},
-    "monitoring_end": {"type": "string", "format": "date-time"},
-    "area": {"type": "number", "title": "plot area, ha"},
+# The queryables of `epoch-plots` on the OGC face: every documented per-plot property that a filter can compare
+# with one value. `annual_*` ({'mean', 'std', 'YYYY': ...}) and `metadata` (free-form) are objects: features
+# carry them, but they are not queryable.
+QUERYABLES: dict[str, dict[str, Any]] = {
+    "uuid": {**_TEXT, "format": "uuid", "title": "unique id of the plot"},
+    "plotid": {**_TEXT, "title": "plot id from the original collection"},
+    "collection_id": {**_TEXT, "title": "Epoch collection identifier"},
+    "facility_id": {**_TEXT, "title": "facility associated with the plot"},
+    "ingestion_date": dict(_TIME),
+    "monitoring_start": dict(_TIME),
+    "monitoring_end": dict(_TIME),
+    "area": {**_STAT, "title": "plot area, ha"},
     **{f"{name}_{suffix}": dict(_STAT) for name in ("luc", "biogenic", "soc", "removal")
        for suffix in ("tco2eyear", "tco2ehayear")},
     **{f"{name}_uncertainty_sd": dict(_STAT) for name in ("luc", "biogenic", "removal")},
-    "annual_agb": dict(_ANNUAL), "annual_bgb": dict(_ANNUAL), "annual_soc": dict(_ANNUAL),
-    "annual_lc": {"type": "object", "description": "{'YYYY': land-cover class (integer)}"},
-    "thumbnail_url": {"type": "string", "format": "uri"},
-    "thumbnail_url_lc": {"type": "string", "format": "uri"},
-    "metadata": {"type": "object", "description": "free-form upload attributes, different per collection"},
+    "thumbnail_url": {**_TEXT, "format": "uri"},
+    "thumbnail_url_lc": {**_TEXT, "format": "uri"},
 }
-STRING_FIELDS = frozenset(k for k, v in PROPERTIES.items() if v["type"] == "string" and k not in TEMPORAL_FIELDS)
-NUMBER_FIELDS = frozenset(k for k, v in PROPERTIES.items() if v["type"] == "number")
+# Text columns (Epoch filters on any column of its batch table by equality): pushed down.
+TEXT_FIELDS = tuple(k for k, v in QUERYABLES.items() if v["type"] == "string" and v.get("format") != "date-time")
+# The item's own STAC properties (besides `datetime`), queryable on the STAC face.
+STAC_QUERYABLES: dict[str, dict[str, Any]] = {"start_datetime": dict(_TIME), "end_datetime": dict(_TIME),
+                                             "created": dict(_TIME)}
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
@@ -70,58 +84,35 @@ def parse_line(line: bytes) -> dict[str, Any]:
     return feature
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """An upstream timestamp or date (ISO 8601) as an aware UTC datetime."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-
-
-def rfc3339(value: dt.datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
-def window(record: dict[str, Any]) -> tuple[dt.datetime | None, dt.datetime | None]:
-    props = record["properties"]
-    return parse_time(props.get("monitoring_start")), parse_time(props.get("monitoring_end"))
-
-
 def to_feature(record: dict[str, Any]) -> dict[str, Any]:
     props = record["properties"]
     return {"type": "Feature", "id": props.get("uuid"), "geometry": record.get("geometry"), "properties": props}
 
 
-def to_item(record: dict[str, Any], collection_id: str = COLLECTION_ID) -> dict[str, Any]:
-    """A STAC 1.1 item: the monitoring window as start/end_datetime, `created` = ingestion, thumbnails as assets."""
-    props = dict(record["properties"])
+def to_item(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
+    """A STAC 1.1 item (see the module's docstring for its time); the thumbnails as assets."""
+    source = record["properties"]
     geometry = record.get("geometry")
-    bbox = list(shapely.bounds(shapely.from_geojson(orjson.dumps(geometry))).tolist()) if geometry else None
-    start, end = window(record)
-    created = parse_time(props.get("ingestion_date"))
-    extra = {k: v for k, v in props.items() if k not in ("thumbnail_url", "thumbnail_url_lc")}
+    start, end = instant(source.get("monitoring_start")), instant(source.get("monitoring_end"))
+    created = instant(source.get("ingestion_date"))
+    props: dict[str, Any] = {"datetime": None if start and end else rfc3339(created)}
     if start and end:
-        item = pystac.Item(str(props["uuid"]), geometry, bbox, None, extra, start_datetime=start, end_datetime=end,
-                           collection=collection_id)
-    else:  # plots_only records carry no monitoring window: the ingestion time is all we know
-        item = pystac.Item(str(props["uuid"]), geometry, bbox, created or dt.datetime.now(dt.UTC), extra,
-                           collection=collection_id)
-    for name in TEMPORAL_FIELDS:  # RFC 3339 with Z, like the STAC datetimes
-        if name in item.properties:
-            item.properties[name] = rfc3339(parse_time(item.properties[name])) or item.properties[name]
+        props["start_datetime"], props["end_datetime"] = rfc3339(start), rfc3339(end)
     if created:
-        item.common_metadata.created = created
-    for key, field, title in (("thumbnail", "thumbnail_url", "Biomass and emissions"),
-                              ("thumbnail_lc", "thumbnail_url_lc", "Land cover")):
-        if props.get(field):
-            item.add_asset(key, pystac.Asset(props[field], title=title, media_type=pystac.MediaType.PNG,
-                                             roles=["thumbnail", "overview"]))
-    out = item.to_dict(include_self_link=False, transform_hrefs=False)
-    out["links"] = []
-    return out
+        props["created"] = rfc3339(created)
+    for name, value in source.items():
+        if not STAC_NAMES.get(name, name):
+            continue
+        moment = instant(value) if name in TIME_FIELDS else None
+        props[STAC_NAMES.get(name, name)] = rfc3339(moment) if moment else value
+    assets = {key: {"href": source[field], "title": title, "type": "image/png", "roles": ["thumbnail", "overview"]}
+              for key, field, title in THUMBNAILS if source.get(field)}
+    item: dict[str, Any] = {"type": "Feature", "stac_version": "1.1.0", "stac_extensions": [],
+                            "id": str(source.get("uuid")), "geometry": geometry}
+    if geometry:
+        item["bbox"] = list(geometry_bounds(geometry))
+    item.update({"properties": props, "links": [], "assets": assets, "collection": ctx.collection_id})
+    return item
 
 
 def aggregate_feature(record: dict[str, Any] | None, collection: str, start: str | None, end: str | None,

@@ -6,17 +6,15 @@ sent `idempotent=True`, so the shared layer retries them; a Kraken release spend
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import orjson
 
 from geofed import errors, upstreams
-from geofed.http.auth import Auth, StaticBearer, Token, TokenAuth
+from geofed.http.auth import Auth, StaticBearer, Token, TokenAuth, jwt_expiry
 from geofed.http.client import UpstreamClient
 from geofed.settings import Settings
 from providers.spaceknow.options import SpaceKnowOptions, get_options
@@ -43,25 +41,19 @@ class Auth0PasswordAuth(TokenAuth):
             "grant_type": "password",
             "scope": "openid",
         }
-        response = await client.token_request("POST", upstreams.aux_url(NAME, "auth_url"), json=body)
+        auth_url = upstreams.aux_url(NAME, "auth_url")
+        if not auth_url:
+            raise errors.UpstreamAuthError(f"{TITLE} has no login URL configured (GEOFED_SPACEKNOW_AUTH_URL)",
+                                           upstream=NAME)
+        response = await client.token_request("POST", auth_url, json=body)
         payload = client.decode_json(response)
         token = payload.get("id_token") if isinstance(payload, dict) else None
         if not isinstance(token, str) or not token:
             raise errors.UpstreamAuthError(f"{TITLE} login answered without an id_token", upstream=NAME)
-        return Token(token, _jwt_expiry(token) or time.time() + self.options.token_ttl)
+        return Token(token, jwt_expiry(token) or time.time() + self.options.token_ttl)
 
     def secrets(self) -> list[str]:
         return [*super().secrets(), self.password]
-
-
-def _jwt_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT, read without verifying it: only to renew before SpaceKnow refuses it."""
-    try:
-        payload = token.split(".")[1]
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
-        return None
 
 
 def make_auth(settings: Settings) -> Auth:
@@ -104,11 +96,23 @@ class SpaceKnowClient:
     async def check_area(self, scene_ids: list[str], geojson: dict[str, Any]) -> dict[str, Any]:
         return await self._post("check_area", {"sceneIds": scene_ids, "geojson": geojson})
 
+    async def list_map_types(self) -> list[dict[str, Any]]:
+        return await self._post("list_map_types", {})
+
     @asynccontextmanager
     async def grid_file(self, map_id: str, zoom: int, x: int, y: int, file_name: str,
                         geometry_id: str = "-") -> AsyncIterator[httpx.Response]:
-        path = self.options.path("grid_file").format(
-            map_id=map_id, geometry_id=geometry_id, zoom=zoom, x=x, y=y, file_name=file_name
-        )
-        async with self.http.stream("GET", path) as response:
-            yield response
+        """The doc's tile download (public: no token is sent, so none follows a redirect to another host).
+
+        It may answer a redirect to the file in storage: each hop is followed here, and only a final answer is
+        yielded; a 3xx body is never streamed as if it were the file."""
+        url = self.http.url(self.options.path("grid_file").format(
+            signed_map_id=map_id, request_geometry_id=geometry_id, zoom=zoom, x=x, y=y, file_name=file_name))
+        for _hop in range(self.options.grid_max_redirects + 1):
+            async with self.http.stream("GET", url, authenticate=False) as response:
+                if not response.is_redirect:
+                    yield response
+                    return
+                url = str(response.url.join(response.headers["Location"]))
+        raise errors.UpstreamError(f"{TITLE} redirected a grid download more than "
+                                   f"{self.options.grid_max_redirects} times", upstream=NAME)

@@ -1,9 +1,9 @@
-"""pygeoapi feature provider of `spaceknow-scenes` (registered in config/resources/spaceknow.yml)."""
+"""pygeoapi feature provider of `spaceknow-scenes` (its resource is rendered from `SceneSource.collection`)."""
 
 from __future__ import annotations
 
 from geofed.ogc.provider import UpstreamFeatureProvider
-from providers.spaceknow.source import SceneSource
+from providers.spaceknow.sources import SceneSource
 
 
 class SceneProvider(UpstreamFeatureProvider):

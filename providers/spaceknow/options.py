@@ -7,6 +7,7 @@ choice (see `../shared/upstreams/spaceknow.md`) can be changed here without a co
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,8 +23,10 @@ DEFAULT_PATHS: dict[str, str] = {
     "dry_run_retrieve": "/kraken/dry-run/retrieve",
     "release_initiate": "/kraken/release/initiate",
     "release_retrieve": "/kraken/release/retrieve",
-    # the tile download's path is UNSPEC in the doc; this is the public Kraken grid URL layout
-    "grid_file": "/kraken/grid/{map_id}/{geometry_id}/{zoom}/{x}/{y}/{file_name}",
+    "list_map_types": "/kraken/list-map-types",
+    # the tile download's path is UNSPEC in the doc; its path parameters are the doc's (signed_map_id = the mapId a
+    # release returns, request_geometry_id = its subGeometryId, "-" for none)
+    "grid_file": "/kraken/grid/{signed_map_id}/{request_geometry_id}/{zoom}/{x}/{y}/{file_name}",
 }
 
 
@@ -40,6 +43,16 @@ class SpaceKnowOptions(BaseSettings):
     search_cache_ttl: float = Field(600.0, description="seconds a finished search stays cached for paging")
     search_max_scenes: int = Field(5000, description="scenes one search may collect by following cursors")
     search_concurrency: int = Field(4, description="windows searched at the same time")
+    # The doc is silent on how the search answer says "more": geofed reads `cursor` beside `results` (where the
+    # doc's other paged answers put it). A page without one that is as full as the earlier pages of the same search
+    # may have lost it: "probe" asks for the next offset when the cursors so far were offsets (else it fails, 502),
+    # "error" fails (502), "end" trusts the answer.
+    search_lost_cursor: Literal["probe", "error", "end"] = "probe"
+    # The doc gives no input count per map type ("single input map types require 1"; pairs for change, n-wise
+    # groups): these take a pair of scenes, every other map type one scene per map.
+    pairwise_map_types: list[str] = Field(default_factory=lambda: ["change"])
+    map_types_ttl: float = Field(3600.0, description="seconds the map-type listing (grid files) is kept")
+    grid_max_redirects: int = Field(3, description="redirects a grid download may follow (to storage)")
     paths: dict[str, str] = Field(default_factory=dict, description="overrides of DEFAULT_PATHS (JSON)")
 
     def path(self, name: str) -> str:

@@ -10,38 +10,34 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
-import shapely.geometry
-from pygeoapi.process.base import ProcessorExecuteError
 
 from geofed import errors
 from geofed.jobs.protocol import JobContext, JobProgress
-from geofed.ogc.process import UpstreamProcessor
-from providers.spaceknow import pipelines
+from geofed.ogc.process import UpstreamProcessor, process_input, processor_error
+from geofed.query import geometry_bounds, parse_geometry
+from providers.spaceknow import kraken, pipelines
 from providers.spaceknow.client import NAME, TITLE, SpaceKnowClient
-from providers.spaceknow.source import SCENE_ID
+from providers.spaceknow.sources import SCENE_ID
 
 GEOMETRY_SCHEMA = {"type": "object", "contentMediaType": "application/geo+json",
                    "description": "a GeoJSON geometry in WGS84 (lon/lat)"}
-SCENE_IDS_INPUT = {
-    "title": "Scene ids",
-    "description": "ids of spaceknow-scenes features",
-    "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-    "minOccurs": 1,
-    "maxOccurs": 1,
-}
-# Grid files each Kraken map type produces (SpaceKnow's list-map-types `gridFiles`); configurable per deployment
-# through the process's `grid_files:` option in config/resources/spaceknow.yml.
-DEFAULT_GRID_FILES: dict[str, list[str]] = {
-    "imagery": ["truecolor.png", "imagery.ski"],
-    "aircraft": ["detections.geojson", "segmentation.png", "metadata.json"],
-    "ships": ["detections.geojson", "segmentation.png", "metadata.json"],
-    "change": ["change.png", "metadata.json"],
-    "wrunc": ["wrunc.png", "metadata.json"],
-}
+SCENE_IDS_INPUT = process_input(
+    "Scene ids", "ids of SpaceKnow scenes: the `id` of features of /collections/spaceknow-scenes/items (or items of "
+    "/stac/collections/spaceknow-scenes/items)",
+    {"type": "array", "items": {"type": "string"}, "minItems": 1}, required=True)
 JOB_STATUS = {"NEW": "accepted", "PROCESSING": "running"}
+# Demo scenes (the simulators' archive, seed 42): two overlapping Pléiades scenes in the Permian Basin, older first.
+DEMO_SCENES = ["3NGuh_rkZezBdOxOUmKmAlKxmf2Add_gSqH2h1M5AYbAVHdsqQPtj-irK",
+               "NTf1rSTWGqTkauz83GrFhr9Kj5kXs7U6Ov893KdYG6kfON"]
+
+
+def _square(lon: float, lat: float, half: float = 0.02) -> dict[str, Any]:
+    return {"type": "Polygon", "coordinates": [[[lon - half, lat - half], [lon + half, lat - half],
+                                                [lon + half, lat + half], [lon - half, lat + half],
+                                                [lon - half, lat - half]]]}
 
 
 def _scene_ids(data: dict[str, Any], name: str = "sceneIds") -> list[str]:
@@ -52,25 +48,18 @@ def _scene_ids(data: dict[str, Any], name: str = "sceneIds") -> list[str]:
 
 
 def _geometry(data: dict[str, Any], name: str, max_lat: float = 90.0) -> dict[str, Any]:
-    value = data.get(name)
-    if isinstance(value, dict) and value.get("type") == "Feature":
-        value = value.get("geometry")
-    try:
-        shape = shapely.geometry.shape(value)
-    except Exception:
-        raise errors.InvalidParameter(f"'{name}' must be a GeoJSON geometry", parameter=name) from None
-    if shape.is_empty or not shape.is_valid:
-        raise errors.InvalidParameter(f"'{name}' is an empty or invalid geometry", parameter=name)
-    w, s, e, n = shape.bounds
-    if w < -180 or e > 180 or s < -max_lat or n > max_lat:
-        raise errors.InvalidParameter(
-            f"'{name}' must be WGS84 lon/lat with latitudes within ±{max_lat:g}", parameter=name
-        )
-    return shapely.geometry.mapping(shape)  # type: ignore[return-value]
+    """A required GeoJSON geometry input (WGS84; latitudes within ±`max_lat`), else a 400 naming it."""
+    geometry = parse_geometry(data.get(name), name)
+    if geometry is None:
+        raise errors.InvalidParameter(f"'{name}' is required: a GeoJSON geometry", parameter=name)
+    _, south, _, north = geometry_bounds(geometry)
+    if south < -max_lat or north > max_lat:
+        raise errors.InvalidParameter(f"'{name}' must have latitudes within ±{max_lat:g}", parameter=name)
+    return geometry
 
 
 class CheckAreaProcessor(UpstreamProcessor):
-    METADATA: dict[str, Any] = {
+    PROCESS_METADATA: dict[str, Any] = {
         "version": "1.0.0",
         "id": "spaceknow-check-area",
         "title": "SpaceKnow: cost of an area",
@@ -79,150 +68,192 @@ class CheckAreaProcessor(UpstreamProcessor):
         "keywords": ["SpaceKnow", "credits"],
         "inputs": {
             "sceneIds": SCENE_IDS_INPUT,
-            "geometry": {"title": "Area", "schema": GEOMETRY_SCHEMA, "minOccurs": 1, "maxOccurs": 1,
-                         "description": "GeoJSON geometry, WGS84, latitudes within ±85"},
+            "geometry": process_input("Area", "the area to price: a GeoJSON geometry, WGS84, latitudes within ±85",
+                                      GEOMETRY_SCHEMA, required=True),
         },
         "outputs": {
-            "cost": {"title": "Credits", "schema": {"type": "number"}},
-            "km2": {"title": "Area, km²", "schema": {"type": "number"}},
+            "cost": {"title": "Credits", "description": "credits SpaceKnow would charge for the area in these scenes",
+                     "schema": {"type": "number"}},
+            "km2": {"title": "Area, km²", "description": "the area those credits pay for, km²",
+                    "schema": {"type": "number"}},
         },
-        "example": {"inputs": {"sceneIds": ["<sceneId>"], "geometry": {
-            "type": "Polygon", "coordinates": [[[-103.5, 31.5], [-103.4, 31.5], [-103.4, 31.6], [-103.5, 31.5]]]}}},
+        "example": {"inputs": {"sceneIds": DEMO_SCENES[1:], "geometry": _square(-101.7366, 31.4507)}},
     }
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
-        super().__init__(processor_def, self.METADATA)
+        super().__init__(processor_def, self.PROCESS_METADATA)
 
     async def run(self, data: dict[str, Any]) -> tuple[str, Any]:
         scene_ids = _scene_ids(data)
         geometry = _geometry(data, "geometry", max_lat=85.0)  # the doc: within -85..85 degrees of latitude
-        answer = await SpaceKnowClient().check_area(scene_ids, geometry)
+        try:
+            answer = await SpaceKnowClient().check_area(scene_ids, geometry)
+        except errors.UpstreamNotFound as exc:
+            raise _unknown_scenes(exc) from None
         if not isinstance(answer, dict) or "cost" not in answer or "km2" not in answer:
             raise errors.UpstreamError(f"{TITLE} check-area answered without cost and km2", upstream=NAME)
         return "application/json", {"cost": answer["cost"], "km2": answer["km2"]}
+
+
+def _unknown_scenes(exc: errors.UpstreamNotFound) -> errors.InvalidParameter:
+    return errors.InvalidParameter(
+        f"'sceneIds': {TITLE} does not know a scene of the list ({exc.message}); scene ids are the `id` of the "
+        "features of /collections/spaceknow-scenes/items", parameter="sceneIds")
 
 
 class AnalysisProcessor(UpstreamProcessor):
     """Async only: the job manager calls `submit/poll/results/open_file/cancel` (geofed.jobs.protocol)."""
 
     requires_api_key = True  # spends the customer's SpaceKnow credits
-    METADATA: dict[str, Any] = {
-        "version": "1.0.0",
+    PROCESS_METADATA: ClassVar[dict[str, Any]] = {
+        "version": "2.0.0",
         "id": "spaceknow-analysis",
         "title": "SpaceKnow: Kraken analysis",
         "description": (
-            "Runs SpaceKnow Kraken map types over scenes inside an extent. Spends SpaceKnow credits: requires a geofed "
-            "API key, and is refused (with the dry-run estimate) when the estimate exceeds max_credits."
+            "Runs SpaceKnow Kraken map types over scenes inside an extent. Single-input map types (imagery, aircraft, "
+            "ships, cars, wrunc, ...) make one map per scene; change makes one map per pair of consecutive scenes "
+            "(older first). Spends SpaceKnow credits: requires a geofed API key (header X-API-Key), and is refused "
+            "(with the dry-run estimate) when the estimate exceeds max_credits. Asynchronous only: send "
+            "'Prefer: respond-async'."
         ),
         "jobControlOptions": ["async-execute"],
         "keywords": ["SpaceKnow", "Kraken", "analysis"],
         "inputs": {
-            "mapTypes": {"title": "Map types", "minOccurs": 1, "maxOccurs": 1,
-                         "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                         "description": "Kraken map types, e.g. imagery, aircraft, ships"},
-            "sceneIds": SCENE_IDS_INPUT,
-            "extent": {"title": "Extent", "schema": GEOMETRY_SCHEMA, "minOccurs": 1, "maxOccurs": 1},
-            "max_credits": {"title": "Budget", "schema": {"type": "number", "minimum": 0}, "minOccurs": 1,
-                            "maxOccurs": 1, "description": "refuse the analysis when the estimate exceeds this"},
+            "mapTypes": process_input(
+                "Map types", "Kraken map types to run, e.g. imagery, aircraft, ships, cars, wrunc, change; the valid "
+                "ones are those SpaceKnow's list-map-types gives this account (a wrong one is refused naming them)",
+                {"type": "array", "items": {"type": "string"}, "minItems": 1}, required=True),
+            "sceneIds": {**SCENE_IDS_INPUT, "description": SCENE_IDS_INPUT["description"] + "; for change, at least "
+                         "two, older first"},
+            "extent": process_input("Extent", "the area to analyse: a GeoJSON geometry (WGS84) that intersects the "
+                                    "scenes' footprints", GEOMETRY_SCHEMA, required=True),
+            "max_credits": process_input("Budget", "the most credits this analysis may cost: refused (nothing "
+                                         "released) when SpaceKnow's dry-run estimate exceeds it",
+                                         {"type": "number", "minimum": 0}, required=True),
         },
         "outputs": {
-            "mapId": {"title": "Kraken map id", "schema": {"type": "string"}},
-            "maxZoom": {"title": "Maximum zoom", "schema": {"type": "integer"}},
-            "tiles": {"title": "Tiles [zoom, x, y]", "schema": {"type": "array"}},
-            "gridFiles": {"title": "Grid files (links)", "schema": {"type": "array"}},
-            "estimate": {"title": "Dry-run estimate", "schema": {"type": "object"}},
+            "maps": {"title": "Kraken maps", "description": "one entry per released map: mapId, mapTypes, sceneIds, "
+                     "maxZoom, tiles ([zoom, x, y]) and gridFiles (links to every grid file of every tile, served "
+                     "through geofed)", "schema": {"type": "array", "items": {"type": "object"}}},
+            "estimate": {"title": "Dry-run estimate", "description": "SpaceKnow's dry-run estimate the budget was "
+                         "checked against: credits and km²", "schema": {"type": "object"}},
         },
+        "example": {"inputs": {"mapTypes": ["aircraft", "change"], "sceneIds": DEMO_SCENES,
+                               "extent": _square(-101.728, 31.4667), "max_credits": 100}},
     }
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
-        super().__init__(processor_def, self.METADATA)
-        self.grid_files: dict[str, list[str]] = {**DEFAULT_GRID_FILES, **(processor_def.get("grid_files") or {})}
+        super().__init__(processor_def, self.PROCESS_METADATA)
 
     def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
         # Spending credits is only allowed through geofed's job manager, which checks the API key.
-        err = ProcessorExecuteError(user_msg="spaceknow-analysis runs only as a job: send 'Prefer: respond-async'")
-        err.http_status_code = 400  # type: ignore[assignment]
-        err.ogc_exception_code = "InvalidParameterValue"
-        raise err
+        raise processor_error(errors.InvalidParameter(
+            "process 'spaceknow-analysis' is asynchronous only: send the header 'Prefer: respond-async'",
+            parameter="Prefer"))
 
     # ------------------------------------------------------------------ UpstreamJobProcess
     async def submit(self, inputs: dict[str, Any], job: JobContext) -> dict[str, Any]:
         client = SpaceKnowClient()
-        map_types = inputs.get("mapTypes")
-        if not isinstance(map_types, list) or not map_types or not all(isinstance(m, str) for m in map_types):
-            raise errors.InvalidParameter("'mapTypes' must be a non-empty list of map type names", parameter="mapTypes")
+        known = await kraken.map_types(client)
+        map_types = kraken.check_map_types(inputs.get("mapTypes"), known)
         scene_ids = _scene_ids(inputs)
         extent = _geometry(inputs, "extent")
         budget = inputs.get("max_credits")
         if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
             raise errors.InvalidParameter("'max_credits' must be a non-negative number", parameter="max_credits")
-        dry_run = await pipelines.run(client, "dry_run", {
-            "dryRuns": [{"mapTypes": map_types, "scenes": [scene_ids]}],
-            "extent": extent, "allocate": False, "ignoreCache": False, "onlyIngested": False,
-        })
+        releases = kraken.plan(map_types, scene_ids, set(client.options.pairwise_map_types))
+        try:
+            dry_run = await pipelines.run(client, "dry_run", {
+                "dryRuns": kraken.dry_runs(releases), "extent": extent, "allocate": False, "ignoreCache": False,
+                "onlyIngested": False})
+        except errors.UpstreamNotFound as exc:
+            raise _unknown_scenes(exc) from None
         if not isinstance(dry_run, dict) or not isinstance(dry_run.get("allocatedCredits"), int | float):
             raise errors.UpstreamError(f"{TITLE} dry run answered without allocatedCredits", upstream=NAME)
         estimate = {"credits": dry_run["allocatedCredits"], "km2": dry_run.get("analyzedKm2")}
         if estimate["credits"] > budget:
             raise errors.InvalidParameter(
-                f"the estimated cost is {estimate['credits']:g} credits ({estimate['km2']} km²), over max_credits "
-                f"{budget:g}; nothing was released",
+                f"the estimated cost is {estimate['credits']:g} credits ({estimate['km2']} km²) for "
+                f"{len(releases)} map(s), over max_credits {budget:g}; nothing was released",
                 parameter="max_credits",
             )
-        release = await pipelines.start(client, "release", {
-            "mapTypes": map_types, "sceneIds": scene_ids, "extent": extent, "subGeometry": None,
-            "onlyIngested": False,
-        }, idempotent=False)  # a release spends credits: never sent twice
-        return {"pipelineId": release.pipeline_id, "mapTypes": map_types, "estimate": estimate}
+        maps: list[dict[str, Any]] = []
+        for release in releases:
+            try:  # a release spends credits: each is sent once, never retried
+                state = await pipelines.start(client, "release", {
+                    "mapTypes": list(release.map_types), "sceneIds": list(release.scene_ids), "extent": extent,
+                    "subGeometry": None, "onlyIngested": False}, idempotent=False)
+            except errors.GeofedError as exc:
+                if not maps:
+                    raise
+                raise errors.UpstreamError(
+                    f"{exc.message}; {len(maps)} of {len(releases)} maps were already released (pipelines "
+                    f"{', '.join(m['pipelineId'] for m in maps)})", upstream=NAME) from None
+            maps.append({"pipelineId": state.pipeline_id, "mapTypes": list(release.map_types),
+                         "sceneIds": list(release.scene_ids)})
+        files = {m: kraken.grid_files(known[m]) for m in map_types}
+        return {"maps": maps, "gridFiles": files, "estimate": estimate}
 
     async def poll(self, handle: dict[str, Any]) -> JobProgress:
         client = SpaceKnowClient()
-        state = await pipelines.status(client, handle["pipelineId"])
-        if pipelines.is_failed(client, state):
-            return JobProgress("failed", message=pipelines.failure("release", state.pipeline_id).message)
-        if pipelines.is_resolved(client, state):
-            if "mapId" not in handle:
-                handle = {**handle, **await self._map(client, handle)}
-            return JobProgress("successful", 100, "Kraken map released", handle=handle)
-        message = (state.progress or {}).get("message") if isinstance(state.progress, dict) else None
-        return JobProgress(JOB_STATUS.get(state.status, "running"), message=message or state.status,  # type: ignore[arg-type]
-                           next_poll=state.next_try)
+        maps = [dict(m) for m in _maps(handle)]
+        waiting: list[pipelines.PipelineState] = []
+        for entry in maps:
+            if "mapId" in entry:
+                continue
+            state = await pipelines.status(client, entry["pipelineId"])
+            if pipelines.is_failed(client, state):
+                return JobProgress("failed", message=pipelines.failure("release", state.pipeline_id).message)
+            if pipelines.is_resolved(client, state):
+                entry.update(await _map(client, entry["pipelineId"]))
+            else:
+                waiting.append(state)
+        done = len(maps) - len(waiting)
+        handle = {**handle, "maps": maps}
+        if not waiting:
+            return JobProgress("successful", 100, f"{len(maps)} Kraken map(s) released", handle=handle)
+        message = next((str(s.progress["message"]) for s in waiting if isinstance(s.progress, dict)
+                        and s.progress.get("message")), waiting[0].status)
+        status = "accepted" if not done and all(JOB_STATUS.get(s.status) == "accepted" for s in waiting) else "running"
+        return JobProgress(status, int(100 * done / len(maps)),  # type: ignore[arg-type]
+                           f"{done} of {len(maps)} maps released; {message}", handle=handle,
+                           next_poll=min(s.next_try for s in waiting))
 
-    async def _map(self, client: SpaceKnowClient, handle: dict[str, Any]) -> dict[str, Any]:
-        answer = await client.retrieve("release", handle["pipelineId"])
-        if not isinstance(answer, dict) or not answer.get("mapId"):
-            raise errors.UpstreamError(f"{TITLE} release retrieve answered without a mapId", upstream=NAME)
-        return {"mapId": answer["mapId"], "maxZoom": answer.get("maxZoom"), "tiles": answer.get("tiles") or [],
-                "geometryId": answer.get("subGeometryId") or "-"}
+    async def _resolved(self, handle: dict[str, Any]) -> list[dict[str, Any]]:
+        client = SpaceKnowClient()
+        return [m if "mapId" in m else {**m, **await _map(client, m["pipelineId"])} for m in _maps(handle)]
 
-    def _files(self, handle: dict[str, Any]) -> list[str]:
-        return sorted({f for m in handle.get("mapTypes", []) for f in self.grid_files.get(m, [])})
+    async def _files(self, handle: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+        files = handle.get("gridFiles")
+        if not isinstance(files, dict):  # a job submitted before grid files were kept: the listing now
+            known = await kraken.map_types(SpaceKnowClient())
+            files = {m: kraken.grid_files(known[m]) for m in entry["mapTypes"] if m in known}
+        return sorted({f for m in entry["mapTypes"] for f in files.get(m, [])})
 
     async def results(self, handle: dict[str, Any], job: JobContext) -> dict[str, Any]:
-        found = handle if "mapId" in handle else {**handle, **await self._map(SpaceKnowClient(), handle)}
-        links = [
-            {"href": f"{job.results_url}/files/{z}-{x}-{y}-{name}", "rel": "item", "title": f"{name}, tile {z}/{x}/{y}",
-             "type": _media_type(name)}
-            for z, x, y in found["tiles"]
-            for name in self._files(found)
-        ]
-        return {"mapId": found["mapId"], "maxZoom": found["maxZoom"], "tiles": found["tiles"], "gridFiles": links,
-                "estimate": found.get("estimate")}
+        out = []
+        for i, entry in enumerate(await self._resolved(handle)):
+            links = [{"href": f"{job.results_url}/files/{i}-{z}-{x}-{y}-{name}", "rel": "item",
+                      "title": f"{name}, map {i}, tile {z}/{x}/{y}", "type": _media_type(name)}
+                     for z, x, y in entry["tiles"] for name in await self._files(handle, entry)]
+            out.append({"mapId": entry["mapId"], "mapTypes": entry["mapTypes"], "sceneIds": entry["sceneIds"],
+                        "maxZoom": entry["maxZoom"], "tiles": entry["tiles"], "gridFiles": links})
+        return {"maps": out, "estimate": handle.get("estimate")}
 
     async def open_file(self, handle: dict[str, Any], file_id: str) -> tuple[str, AsyncIterator[bytes]]:
-        found = handle if "mapId" in handle else {**handle, **await self._map(SpaceKnowClient(), handle)}
-        parts = file_id.split("-", 3)
+        parts = file_id.split("-", 4)
+        maps = await self._resolved(handle)
         try:
-            zoom, x, y, name = int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
+            index, zoom, x, y, name = int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), parts[4]
+            entry = maps[index]
         except (IndexError, ValueError):
             raise errors.NotFound(f"no result file {file_id!r}") from None
-        if [zoom, x, y] not in [list(t) for t in found["tiles"]] or name not in self._files(found):
+        if [zoom, x, y] not in [list(t) for t in entry["tiles"]] or name not in await self._files(handle, entry):
             raise errors.NotFound(f"no result file {file_id!r}")
         client = SpaceKnowClient()
         stack = AsyncExitStack()
         response = await stack.enter_async_context(
-            client.grid_file(found["mapId"], zoom, x, y, name, found.get("geometryId", "-"))
-        )
+            client.grid_file(entry["mapId"], zoom, x, y, name, entry.get("geometryId", "-")))
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -239,7 +270,25 @@ class AnalysisProcessor(UpstreamProcessor):
         """SpaceKnow documents no way to stop a pipeline (credits are allocated at release): nothing to do upstream."""
 
 
+def _maps(handle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The handle's maps (a job submitted before one map per scene: its one release)."""
+    if "maps" in handle:
+        return list(handle["maps"])
+    legacy = {"pipelineId": handle["pipelineId"], "mapTypes": handle.get("mapTypes", []), "sceneIds": []}
+    return [{**legacy, **{k: handle[k] for k in ("mapId", "maxZoom", "tiles", "geometryId") if k in handle}}]
+
+
+async def _map(client: SpaceKnowClient, pipeline_id: str) -> dict[str, Any]:
+    answer = await client.retrieve("release", pipeline_id)
+    if not isinstance(answer, dict) or not answer.get("mapId"):
+        raise errors.UpstreamError(f"{TITLE} release retrieve answered without a mapId", upstream=NAME)
+    return {"mapId": answer["mapId"], "maxZoom": answer.get("maxZoom"), "tiles": answer.get("tiles") or [],
+            "geometryId": answer.get("subGeometryId") or "-"}
+
+
 def _media_type(name: str) -> str:
     if name.endswith(".geojson"):
         return "application/geo+json"
+    if name.endswith(".geotiff"):
+        return "image/tiff; application=geotiff"
     return mimetypes.guess_type(name)[0] or "application/octet-stream"

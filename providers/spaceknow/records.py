@@ -1,6 +1,8 @@
-"""One mapping from a SpaceKnow scene (search result or get-metadata answer) to a GeoJSON feature and a STAC item.
+"""The one mapping from a SpaceKnow scene (search result or get-metadata answer) to a GeoJSON feature (OGC face)
+and a STAC item (STAC face).
 
-Both faces use it, so ids, geometry, datetime and properties never disagree.
+Features and items carry the same properties under the same names (STAC common names and the view/proj
+extensions' names are used on both faces), so `STAC_NAMES` is empty and a filter means the same on both faces.
 """
 
 from __future__ import annotations
@@ -11,29 +13,28 @@ from typing import Any
 import shapely.geometry
 
 from geofed.errors import UpstreamError
+from geofed.query import ItemContext, instant, rfc3339
 
-COLLECTION_ID = "spaceknow-scenes"
 UPSTREAM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # SpaceKnow datetimes: UTC, no `T`/`Z`
 ITEM_EXTENSIONS = [
     "https://stac-extensions.github.io/view/v1.1.0/schema.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
 ]
-# The collection document's own extensions. Not the items': an extension listed on a Collection must show in
-# its summaries, assets or item_assets (the view schema fails a Collection without one), and the collection
-# has no view or proj summaries to give (nothing is known of the archive before a search).
-STAC_EXTENSIONS: list[str] = []
+# feature property → STAC item property where the faces differ ("" = not on items): they do not differ
+STAC_NAMES: dict[str, str] = {}
 # eo common band names that SpaceKnow band `names` use. Bands go to `spaceknow:bands`: STAC 1.1 core (and eo) allow
 # `bands` / `eo:bands` in item properties only when an asset carries bands, and a search result has no assets.
 COMMON_NAMES = {"coastal", "blue", "green", "red", "rededge", "yellow", "pan", "nir", "nir08", "nir09", "cirrus",
                 "swir16", "swir22", "lwir", "lwir11", "lwir12"}
 
 
-def parse_time(value: str) -> dt.datetime:
-    try:
-        return dt.datetime.strptime(value, UPSTREAM_TIME_FORMAT).replace(tzinfo=dt.UTC)
-    except (TypeError, ValueError):
-        raise UpstreamError(f"SpaceKnow sent a scene datetime geofed cannot read: {value!r}",
-                            upstream="spaceknow") from None
+def scene_time(scene: dict[str, Any]) -> dt.datetime:
+    """A scene's `datetime` (`YYYY-MM-DD HH:MM:SS`, UTC). Every scene has one; an unreadable one is a 502."""
+    value = scene.get("datetime")
+    moment = instant(value)
+    if moment is None:
+        raise UpstreamError(f"SpaceKnow sent a scene datetime geofed cannot read: {value!r}", upstream="spaceknow")
+    return moment
 
 
 def format_time(value: dt.datetime) -> str:
@@ -53,10 +54,11 @@ def _band(band: dict[str, Any]) -> dict[str, Any]:
 
 
 def properties(scene: dict[str, Any]) -> dict[str, Any]:
+    """The properties both faces carry; a field the scene lacks is left out."""
     bands = scene.get("bands") or []
-    gsds = [b["gsd"] for b in bands if isinstance(b.get("gsd"), int | float)]
+    gsds = [b["gsd"] for b in bands if isinstance(b, dict) and isinstance(b.get("gsd"), int | float)]
     props: dict[str, Any] = {
-        "datetime": parse_time(scene.get("datetime", "")).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "datetime": rfc3339(scene_time(scene)),
         "provider": scene.get("provider"),
         "dataset": scene.get("dataset"),
         "satellite": scene.get("satellite"),
@@ -67,7 +69,7 @@ def properties(scene: dict[str, Any]) -> dict[str, Any]:
         "view:sun_azimuth": scene.get("sunAzimuth"),
         "view:sun_elevation": scene.get("sunElevation"),
         "proj:code": f"EPSG:{scene['crsEpsg']}" if scene.get("crsEpsg") else None,
-        "spaceknow:bands": [_band(b) for b in bands],
+        "spaceknow:bands": [_band(b) for b in bands if isinstance(b, dict)] or None,
         "spaceknow:foreign_id": scene.get("foreignId"),
         "spaceknow:downloadable": scene.get("downloadable"),
     }
@@ -79,20 +81,20 @@ def to_feature(scene: dict[str, Any]) -> dict[str, Any]:
             "properties": properties(scene)}
 
 
-def to_item(scene: dict[str, Any], collection_id: str = COLLECTION_ID) -> dict[str, Any]:
+def to_item(scene: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
+    """A STAC 1.1 item (links are added by the STAC face; a search result has no assets)."""
     footprint = scene.get("footprint")
-    bbox = list(shapely.geometry.shape(footprint).bounds) if footprint else None
     item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": ITEM_EXTENSIONS,
+        "stac_extensions": list(ITEM_EXTENSIONS),
         "id": scene["sceneId"],
-        "collection": collection_id,
+        "collection": ctx.collection_id,
         "geometry": footprint,
         "properties": properties(scene),
         "links": [],
         "assets": {},
     }
-    if bbox:
-        item["bbox"] = bbox
+    if footprint:
+        item["bbox"] = list(shapely.geometry.shape(footprint).bounds)
     return item

@@ -11,7 +11,7 @@ import math
 from pyproj import Geod
 
 from geofed.errors import InvalidParameter
-from geofed.query import BBox
+from geofed.query import BBox, parse_bbox
 
 GEOD = Geod(ellps="WGS84")
 
@@ -39,8 +39,13 @@ def split(bbox: BBox, max_side_m: float) -> list[BBox]:
 
 
 def plan(bbox: BBox, max_side_m: float, cap: int, parameter: str = "bbox") -> list[BBox]:
-    """`split`, refusing (400) when more than `cap` windows would be needed."""
-    windows = split(bbox, max_side_m)
+    """`split`, refusing (400 naming `parameter`) a bbox that is not finite WGS84 lon/lat (e.g. the bounds of a
+    geometry at latitude 4e16) or that needs more than `cap` windows."""
+    checked = parse_bbox(list(bbox), parameter)
+    assert checked is not None
+    if not (math.isfinite(max_side_m) and max_side_m > 0):
+        raise ValueError(f"window side must be a positive number of metres, got {max_side_m!r}")
+    windows = split(checked, max_side_m)
     if len(windows) > cap:
         width, height = side_lengths_m(bbox)
         raise InvalidParameter(

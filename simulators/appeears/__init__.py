@@ -12,7 +12,12 @@ extraction that finds no granules does). Where the doc is silent we pick one beh
 - `download_redirect` (default false): `/bundle/{id}/{file}` answers 302 to a storage URL, as `curl --location`
   in the doc hints;
 - a missing Authorization header answers 401, an unknown or expired token 403 (the documented expiry signal);
-- `/status/{id}` of a task in `error` answers 200 with `"status": "error"`.
+- `/status/{id}` of a task in `error` answers 200 with `"status": "error"`;
+- `submit_answer`: how `POST /task` answers 202. "location" (default) is the doc's sample: the task id only in
+  `Location: /status/{id}`, `Content-Type: text/html`, `Content-Length: 0`; "json" adds the body
+  `{"task_id", "status"}`; "none" (a fault) gives neither, although the task exists;
+- `unavailable_layers` (["PRODUCT/LAYER", ...]): layers the catalog marks `"Available": false`; a task naming one is
+  refused (400).
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ STEP_WEIGHTS = (5, 15, 45, 20, 15)  # share of the summary each step carries (su
 LAST_MODIFIED = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
 CONTENT_TYPES = {"tif": "image/tiff", "nc": "application/x-netcdf", "csv": "text/csv", "json": "application/json",
                  "xml": "application/xml", "txt": "text/plain"}
-_DEFAULTS = {"task_seconds": 3.0, "pending_seconds": 0.5, "download_redirect": False}
+_DEFAULTS: dict[str, Any] = {"task_seconds": 3.0, "pending_seconds": 0.5, "download_redirect": False,
+                             "submit_answer": "location", "unavailable_layers": []}
 
 
 def _message(text: str, status: int) -> JSONResponse:
@@ -181,7 +187,7 @@ class AppeearsSim:
         pid = request.path_params["product_id"]
         if pid not in PRODUCTS:
             return _message(f"Product '{pid}' could not be found", 404)
-        return self.conditional(request, layer_records(pid))
+        return self.conditional(request, layer_records(pid, self.cfg("unavailable_layers")))
 
     async def projections(self, request: Request) -> Response:
         return self.conditional(request, PROJECTIONS)
@@ -202,14 +208,18 @@ class AppeearsSim:
             body = merge_query(body, request.query_params.multi_items())
         except (ValueError, TypeError):
             return _message("Malformed query parameter: values must be comma-separated numbers", 400)
-        problem, error = validate(body, {p["Name"] for p in PROJECTIONS})
+        problem, error = validate(body, {p["Name"] for p in PROJECTIONS}, self.cfg("unavailable_layers"))
         if problem:
             return _message(problem, 400)
         task_id = str(uuid.uuid4())
         assert user is not None
         self.tasks[task_id] = Task(task_id, user, body, time.time(), _now_naive(), error)
-        return JSONResponse({"task_id": task_id, "status": "pending"}, status_code=202,
-                            headers={"Location": f"/status/{task_id}"})
+        answer = self.cfg("submit_answer")
+        if answer == "json":
+            return JSONResponse({"task_id": task_id, "status": "pending"}, status_code=202,
+                                headers={"Location": f"/status/{task_id}"})
+        headers = {"Location": f"/status/{task_id}"} if answer == "location" else {}
+        return Response(b"", status_code=202, media_type="text/html; charset=utf-8", headers=headers)
 
     async def list_tasks(self, request: Request) -> Response:
         user, denied = self.user(request)
@@ -298,7 +308,7 @@ class AppeearsSim:
         if request.method == "POST":
             self.state.config.update({k: v for k, v in (await request.json()).items() if k in _DEFAULTS})
         elif request.method == "DELETE":
-            self.state.config.update(self.state.config["defaults"])
+            self.state.config.update(json.loads(json.dumps(self.state.config["defaults"])))
         return JSONResponse({k: self.state.config[k] for k in _DEFAULTS})
 
 
@@ -310,7 +320,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
             settings[key] = float(os.environ[f"SIM_APPEEARS_{key.upper()}"])
     settings.update({k: v for k, v in config.items() if k in _DEFAULTS})
     state = SimulatorState("appeears", seed=seed, credentials=credentials, token_ttl=48 * 3600,
-                           config={**settings, "defaults": dict(settings)})
+                           config={**settings, "defaults": json.loads(json.dumps(settings))})
     sim = AppeearsSim(state)
     routes = [
         Route("/login", sim.login, methods=["POST"]),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 # ProductAndVersion → (Platform, Description, Resolution, TemporalGranularity, start, end, Source, layers);
-# layer = (name, units, data type). Real AppEEARS products, a subset of the catalog.
+# layer = (name, units, data type). Real AppEEARS products, a subset of the catalog, with AppEEARS' own layer names
+# (the VI layers start with an underscore: `_250m_16_days_NDVI`).
 _TERRA, _AQUA, _COMB = "Terra MODIS", "Aqua MODIS", "Combined MODIS"
 _VIIRS, _LST = "S-NPP NASA VIIRS", [("LST_Day_1km", "Kelvin", "uint16"), ("LST_Night_1km", "Kelvin", "uint16"),
                                     ("QC_Day", "None", "uint8"), ("QC_Night", "None", "uint8")]
@@ -20,13 +22,13 @@ PRODUCTS: dict[str, tuple[str, str, str, str, str, str, str, list[tuple[str, str
     "MYD11A2.061": (_AQUA, "Land Surface Temperature & Emissivity (LST&E) 8-Day", "1000m", "8 day",
                     "2002-07-04", "Present", "LP DAAC", _LST),
     "MOD13Q1.061": (_TERRA, "Vegetation Indices (NDVI & EVI)", "250m", "16 day", "2000-02-18", "Present",
-                    "LP DAAC", [("250m_16_days" + n, u, t) for n, u, t in _VI]),
+                    "LP DAAC", [("_250m_16_days" + n, u, t) for n, u, t in _VI]),
     "MYD13Q1.061": (_AQUA, "Vegetation Indices (NDVI & EVI)", "250m", "16 day", "2002-07-04", "Present",
-                    "LP DAAC", [("250m_16_days" + n, u, t) for n, u, t in _VI]),
+                    "LP DAAC", [("_250m_16_days" + n, u, t) for n, u, t in _VI]),
     "MOD13A1.061": (_TERRA, "Vegetation Indices (NDVI & EVI)", "500m", "16 day", "2000-02-18", "Present",
-                    "LP DAAC", [("500m_16_days" + n, u, t) for n, u, t in _VI]),
+                    "LP DAAC", [("_500m_16_days" + n, u, t) for n, u, t in _VI]),
     "MOD13A2.061": (_TERRA, "Vegetation Indices (NDVI & EVI)", "1000m", "16 day", "2000-02-18", "Present",
-                    "LP DAAC", [("1_km_16_days" + n, u, t) for n, u, t in _VI]),
+                    "LP DAAC", [("_1_km_16_days" + n, u, t) for n, u, t in _VI]),
     "MOD09A1.061": (_TERRA, "Surface Reflectance Bands 1-7", "500m", "8 day", "2000-02-18", "Present", "LP DAAC",
                     [(f"sur_refl_b0{i}", "Reflectance", "int16") for i in range(1, 8)] + [("sur_refl_qc_500m",
                                                                                           "None", "uint32")]),
@@ -63,7 +65,7 @@ PRODUCTS: dict[str, tuple[str, str, str, str, str, str, str, list[tuple[str, str
                      "Present", "LP DAAC", [("LST_1KM", "Kelvin", "uint16"), ("QC", "None", "uint16"),
                                             ("Emis_14", "None", "uint8")]),
     "VNP13A1.002": (_VIIRS, "Vegetation Indices (NDVI & EVI)", "500m", "16 day", "2012-01-17", "Present",
-                    "LP DAAC", [("500_m_16_days_NDVI", "NDVI", "int16"), ("500_m_16_days_EVI", "EVI", "int16")]),
+                    "LP DAAC", [("_500_m_16_days_NDVI", "NDVI", "int16"), ("_500_m_16_days_EVI", "EVI", "int16")]),
     "VNP09A1.002": (_VIIRS, "Surface Reflectance 8-Day L3 Global 1km SIN Grid", "1000m", "8 day",
                     "2012-01-17", "Present", "LP DAAC", [(f"SurfReflect_M{i}", "Reflectance", "int16")
                                                          for i in (1, 2, 3, 4, 5, 7, 8, 10, 11)]),
@@ -122,11 +124,13 @@ def product_record(pid: str) -> dict[str, Any]:
             "DOI": doi, "ProductAndVersion": pid}
 
 
-def layer_records(pid: str) -> dict[str, dict[str, Any]]:
+def layer_records(pid: str, unavailable: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+    """The layers of a product; those named `PRODUCT/LAYER` in `unavailable` are marked `"Available": false`."""
     out = {}
     for name, units, dtype in PRODUCTS[pid][7]:
         is_qc = units == "None"
-        out[name] = {"AddOffset": "", "Available": True, "DataType": dtype, "Description": name.replace("_", " "),
+        out[name] = {"AddOffset": "", "Available": f"{pid}/{name}" not in unavailable, "DataType": dtype,
+                     "Description": name.strip("_").replace("_", " "),
                      "Dimensions": ["time", "lat", "lon"], "FillValue": 0 if is_qc else -3000, "Layer": name,
                      "OrigDataType": dtype, "OrigValidMax": 255 if is_qc else 10000, "OrigValidMin": 0,
                      "QualityLayers": "" if is_qc else "['QC']", "QualityProductAndVersion": "" if is_qc else pid,

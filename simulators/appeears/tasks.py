@@ -6,9 +6,13 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Collection
 from typing import Any
 
+from simulators.appeears import geotiff
 from simulators.appeears.catalog import PRODUCTS
+
+MAX_GRANULES = 400  # granules one date range may give, per product (a long daily range is cut)
 
 
 def _date(text: Any, recurring: bool) -> tuple[int, int, int | None] | None:
@@ -102,7 +106,8 @@ def _geometries(geo: Any) -> list[dict[str, Any]]:
     return [geo] if geo.get("type") in ("Polygon", "MultiPolygon") else []
 
 
-def validate(body: dict[str, Any], projections: set[str]) -> tuple[str | None, str | None]:
+def validate(body: dict[str, Any], projections: set[str], unavailable: Collection[str] = ()
+             ) -> tuple[str | None, str | None]:
     """(why the submit is refused, or None; the error the task will end in, or None)."""
     for key in ("task_name", "task_type", "params"):
         if not body.get(key):
@@ -135,6 +140,8 @@ def validate(body: dict[str, Any], projections: set[str]) -> tuple[str | None, s
             return f"'{product}' is not a valid product", None
         if name not in {n for n, _, _ in PRODUCTS[product][7]}:
             return f"'{name}' is not a valid layer for product '{product}'", None
+        if f"{product}/{name}" in unavailable:
+            return f"'{name}' of product '{product}' is not available", None
     if body["task_type"] == "area":
         geoms = _geometries(params.get("geo"))
         rings = [r for g in geoms for r in (g["coordinates"] if g["type"] == "Polygon"
@@ -162,39 +169,96 @@ def validate(body: dict[str, Any], projections: set[str]) -> tuple[str | None, s
     return None, None
 
 
+def _period(product: str) -> int:
+    """Days between granules: composites every N days of the year, daily products every day."""
+    granularity = PRODUCTS[product][3].lower()
+    if granularity.split()[0].isdigit():
+        return int(granularity.split()[0])
+    return {"daily": 1, "iss-dependent": 3}.get(granularity, 0)
+
+
+def granule_dates(product: str, dates: list[dict[str, Any]]) -> list[dt.date]:
+    """The dates of the product's granules inside the requested ranges (a static product: its one granule)."""
+    granularity = PRODUCTS[product][3].lower()
+    if granularity == "static":
+        return [_extent_start(PRODUCTS[product][4])]
+    found: set[dt.date] = set()
+    for d in dates:
+        recurring = bool(d.get("recurring"))
+        start, end = _date(d["startDate"], recurring), _date(d["endDate"], recurring)
+        assert start is not None and end is not None
+        years = range(d["yearRange"][0], d["yearRange"][1] + 1) if recurring else [start[2]]
+        for year in years:
+            first = dt.date(year, start[0], start[1])  # type: ignore[arg-type]
+            last = dt.date(end[2] if not recurring else year, end[0], end[1])  # type: ignore[arg-type]
+            if last < first:  # a recurring range over new year
+                last = last.replace(year=last.year + 1)
+            day = first
+            while day <= last and len(found) < MAX_GRANULES:
+                if _is_granule(product, day):
+                    found.add(day)
+                day += dt.timedelta(days=1)
+    return sorted(found)
+
+
+def _is_granule(product: str, day: dt.date) -> bool:
+    granularity = PRODUCTS[product][3].lower()
+    if granularity == "monthly":
+        return day.day == 1
+    if granularity in ("yearly", "quinquennial"):
+        return day.month == day.day == 1 and (granularity == "yearly" or day.year % 5 == 0)
+    period = _period(product)
+    return period > 0 and (day.timetuple().tm_yday - 1) % period == 0
+
+
+def _bounds(geo: Any) -> tuple[float, float, float, float]:
+    points = [pt for g in _geometries(geo) for ring in (g["coordinates"] if g["type"] == "Polygon"
+                                                        else [r for poly in g["coordinates"] for r in poly])
+              for pt in ring]
+    lons, lats = [pt[0] for pt in points], [pt[1] for pt in points]
+    return min(lons), min(lats), max(lons), max(lats)
+
+
+def _raster(product: str, layer: str, bounds: tuple[float, float, float, float], rng: Any) -> bytes:
+    """A small GeoTIFF of the layer's data type over the task's area (random values in its valid range)."""
+    units, dtype = next((u, t) for n, u, t in PRODUCTS[product][7] if n == layer)
+    size = 24
+    if dtype.startswith("float"):
+        values: list[float] = [round(rng.uniform(0, 100), 3) for _ in range(size * size)]
+    else:
+        high = 255 if dtype == "uint8" or units == "None" else 10000
+        values = [rng.randint(0, high) for _ in range(size * size)]
+    nodata = -3000 if dtype in ("int16", "int32", "float32") and units != "None" else None
+    return geotiff.write(values, size, size, bounds, dtype, nodata)
+
+
 def bundle_files(body: dict[str, Any], rng: Any) -> list[tuple[dict[str, Any], bytes]]:
-    """Small generated files of a finished task, as AppEEARS names them; (bundle entry, content) pairs."""
+    """The files of a finished task, named as AppEEARS names them: one GeoTIFF per layer and granule (area) or one
+    CSV per product (point), for the granules inside the requested dates only; (bundle entry, content) pairs."""
     name, params = body["task_name"], body["params"]
-    d = params["dates"][0]
-    start = _date(d["startDate"], bool(d.get("recurring")))
-    year = (d.get("yearRange") or [None])[0] or (start[2] if start else 2020)
-    doy0 = dt.date(year, start[0], start[1]).timetuple().tm_yday if start else 1
     out: list[tuple[str, str, bytes]] = []
     products = sorted({layer["product"] for layer in params["layers"]})
-    if body["task_type"] == "area":
-        netcdf = params["output"]["format"]["type"] == "netcdf4"
-        for product in products:
-            last = dt.date(year, 1, 1) + dt.timedelta(days=doy0 + 15)
-            folder = f"{product}_{year}{doy0:03d}_to_{last.year}{last.timetuple().tm_yday:03d}"
-            if netcdf:
-                out.append((f"{product.replace('.', '_')}_aid0001.nc", "nc",
-                            b"\x89HDF\r\n\x1a\n" + rng.randbytes(rng.randint(2000, 6000))))
-                continue
-            for layer in [la["layer"] for la in params["layers"] if la["product"] == product]:
-                for step in (0, 8, 16):
-                    day = (dt.date(year, 1, 1) + dt.timedelta(days=doy0 - 1 + step)).strftime("%Y%j")
-                    out.append((f"{folder}\\{product}_{layer}_doy{day}_aid0001.tif", "tif",
-                                b"II*\x00" + rng.randbytes(rng.randint(1000, 8000))))
-    else:
-        for product in products:
-            rows = ["ID,Category,Latitude,Longitude,Date,Layer,Value"]
+    for product in products:
+        layers = [la["layer"] for la in params["layers"] if la["product"] == product]
+        days = granule_dates(product, params["dates"])
+        if body["task_type"] == "area" and params["output"]["format"]["type"] == "netcdf4":
+            out.append((f"{product.replace('.', '_')}_aid0001.nc", "nc",
+                        b"\x89HDF\r\n\x1a\n" + rng.randbytes(rng.randint(2000, 6000))))
+        elif body["task_type"] == "area" and days:
+            folder = f"{product}_{days[0]:%Y%j}_to_{days[-1]:%Y%j}"
+            for layer in layers:
+                for day in days:
+                    out.append((f"{folder}\\{product}_{layer}_doy{day:%Y%j}_aid0001.tif", "tif",
+                                _raster(product, layer, _bounds(params["geo"]), rng)))
+        elif body["task_type"] == "point":
+            columns = [f"{product.replace('.', '_')}_{layer}" for layer in layers]
+            rows = [",".join(["ID", "Category", "Latitude", "Longitude", "Date", *columns])]
             for i, c in enumerate(params["coordinates"]):
-                for layer in [la["layer"] for la in params["layers"] if la["product"] == product]:
-                    for step in (0, 8, 16):
-                        day = dt.date(year, 1, 1) + dt.timedelta(days=doy0 - 1 + step)
-                        rows.append(f"{c.get('id', i + 1)},{c.get('category', '')},{c['latitude']},"
-                                    f"{c['longitude']},{day.isoformat()},{layer},{rng.uniform(0, 10000):.2f}")
-            out.append((f"{name}-{product.replace('.', '-')}-results.csv", "csv", "\n".join(rows).encode()))
+                for day in days:
+                    values = [f"{rng.uniform(0, 10000):.2f}" for _ in layers]
+                    rows.append(",".join([str(c.get("id", i + 1)), str(c.get("category", "")), str(c["latitude"]),
+                                          str(c["longitude"]), day.isoformat(), *values]))
+            out.append((f"{name}-{product.replace('.', '-')}-results.csv", "csv", ("\n".join(rows) + "\n").encode()))
     for product in products:
         xml = f"<?xml version='1.0'?>\n<metadata product='{product}' granules='{rng.randbytes(32).hex()}'/>\n"
         out.append((f"{name}-{product.replace('.', '-')}-metadata.xml", "xml", xml.encode()))

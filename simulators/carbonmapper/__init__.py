@@ -11,9 +11,10 @@ Configuration (`create_app(..., key=value)`; every key is a choice where the doc
   `Retry-After` in seconds; also settable at run time with `POST /_sim/ratelimit {"per_minute": N}`;
 - `access_ttl` (3600 s) / `refresh_ttl` (86400 s): token lifetimes; `POST /_sim/tokens/expire` expires the
   access tokens, `POST /_sim/refresh/expire` the refresh tokens;
+- `POST /_sim/plumes {"lon": .., "lat": ..}`: a new plume published now (demos and alert tests);
 - `strict_optional_auth` (True): an invalid or expired token sent to an anonymous-capable route gets 401;
-- `default_limit` (10), `max_limit` (1000), `scene_default_cloud_max` (25), `stac_sortby` (False),
-  `stac_max_limit` (1000): see `rest.py` and `stac.py`.
+- `default_limit` (10), `max_limit` (1000), `scene_default_cloud_max` (25), `scene_require_assessed` (True),
+  `source_time_properties` (True), `stac_sortby` (False), `stac_max_limit` (1000): see `rest.py` and `stac.py`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.carbonmapper import rest, stac
-from simulators.carbonmapper.common import RateLimiter
-from simulators.carbonmapper.data import generate
+from simulators.carbonmapper.common import RateLimiter, public
+from simulators.carbonmapper.data import add_plume, generate
 from simulators.framework import SimulatorState, TokenStore, create_simulator_app
 
 DEFAULTS: dict[str, Any] = {
@@ -39,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "default_limit": 10,
     "max_limit": 1000,
     "scene_default_cloud_max": 25,
+    "scene_require_assessed": True,
+    "source_time_properties": True,
     "stac_sortby": False,
     "stac_max_limit": 1000,
 }
@@ -75,9 +78,21 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
     async def expire_refresh(request: Request) -> Response:
         return JSONResponse({"expired": refresh_tokens.expire_all()})
 
+    control_rng = state.rng("control")  # one generator: every new plume gets its own uuid
+
+    async def new_plume(request: Request) -> Response:
+        """`POST /_sim/plumes {"lon": .., "lat": .., "gas"?, "sector"?, "instrument"?, "emission_auto"?}`: a plume
+        published now (see `data.add_plume`); answers it as the REST catalog shows it."""
+        body = await request.json()
+        if not isinstance(body, dict) or not {"lon", "lat"} <= set(body):
+            return JSONResponse({"detail": "lon and lat are required"}, status_code=422)
+        plume = add_plume(request.app.state.catalog, control_rng, body)
+        return JSONResponse(public(plume, request), status_code=201)
+
     admin = [
         Route("/_sim/ratelimit", ratelimit, methods=["GET", "POST"]),
         Route("/_sim/refresh/expire", expire_refresh, methods=["POST"]),
+        Route("/_sim/plumes", new_plume, methods=["POST"]),
     ]
     contract = [*rest.routes(state, limiter, refresh_tokens), *stac.routes(state, limiter)]
     return _with_lazy_catalog(create_simulator_app(state, [*admin, *contract]), lazy)

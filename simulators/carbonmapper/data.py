@@ -9,6 +9,7 @@ Field names and formats follow the doc's Plume and Scene objects and the `source
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import random
 import uuid
@@ -197,7 +198,8 @@ def generate(rng: random.Random, min_plumes: int = 5200) -> Catalog:
             "usersceneassignmentstatus_set": [], "plume_count": len(emitting), "deleted_plume_count": 0,
             "hidden_plume_count": 0, "published_plume_count": len(emitting), "is_quick_view": False,
             "name": name, "timestamp": ts, "is_quick_look": False,
-            "_cloud_cover_pct": cloud, "_site": site, "_gases": sorted({f.gas for f in emitting}),
+            "_cloud_cover_pct": cloud, "_assessed": _assessed(name), "_site": site,
+            "_gases": sorted({f.gas for f in emitting}),
             "_sectors": sorted({f.sector for f in emitting}), "_emissions": [],
         }
         for i, fac in enumerate(emitting):
@@ -212,6 +214,12 @@ def generate(rng: random.Random, min_plumes: int = 5200) -> Catalog:
     cat.scene_by_name = {s["name"]: s for s in cat.scenes}
     _cluster(cat, plume_facility)
     return cat
+
+
+def _assessed(scene_name: str) -> bool:
+    """Whether a scene has been assessed (scenes/annotated lists only assessed ones): about one in eight is not,
+    decided from the name's hash so that the seeded random stream (and every other value) stays as it was."""
+    return hashlib.sha1(scene_name.encode()).digest()[0] >= 32
 
 
 def _plume(rng: random.Random, fac: Facility, inst: Instrument, scene: dict[str, Any], name: str,
@@ -313,3 +321,37 @@ def _cluster(cat: Catalog, plume_facility: dict[str, Facility]) -> None:
         cat.source_by_name[name] = source
         for p in plumes:
             cat.source_of_plume[p["plume_id"]] = name
+
+
+def add_plume(cat: Catalog, rng: random.Random, spec: dict[str, Any]) -> dict[str, Any]:
+    """A plume published *now* (wall clock) at `spec["lon"], spec["lat"]`, for demos and alert tests
+    (`POST /_sim/plumes`). Optional: gas, sector, instrument, emission_auto, scene_timestamp, published_at.
+    The sources (clusters) are not recomputed: a new plume belongs to no source until the simulator restarts."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    gas = str(spec.get("gas") or "CH4")
+    inst = INSTRUMENT_INFO[str(spec.get("instrument") or "emi")]
+    lon, lat = float(spec["lon"]), float(spec["lat"])
+    ts = _parse(spec.get("scene_timestamp")) or now - dt.timedelta(hours=1)
+    part = 0
+    while f"{inst.code}{ts:%Y%m%d}t{ts:%H%M%S}p{part:04d}-A" in cat.plume_by_key:
+        part += 1
+    name = f"{inst.code}{ts:%Y%m%d}t{ts:%H%M%S}p{part:04d}-A"
+    fac = Facility(-1, "control", lon, lat, str(spec.get("sector") or ("1A1" if gas == "CO2" else "1B2")), gas, False)
+    plume = _plume(rng, fac, inst, {"id": _uuid(rng), "timestamp": ts}, name, False)
+    coords = [lon, lat]  # exactly where asked: tests decide inside / outside an area by these
+    published = _parse(spec.get("published_at")) or now
+    plume.update({"geometry_json": {"bbox": coords * 2, "type": "Point", "coordinates": coords},
+                  "published_at": published, "modified": published})
+    if "emission_auto" in spec:
+        plume["emission_auto"] = spec["emission_auto"]
+        plume["hide_emission"] = spec["emission_auto"] is None
+    cat.plumes.append(plume)
+    cat.plume_by_key[plume["plume_id"]] = plume
+    cat.plume_by_key[plume["id"]] = plume
+    return plume
+
+
+def _parse(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(dt.UTC)

@@ -6,8 +6,13 @@ Choices where the doc is silent (each a `create_app(**config)` key; see `simulat
   emission last; `nearby_items` is always empty and `bbox_count` equals `total_count`;
 - sources are clustered once over all published plumes; a filter selects the sources with at least one
   matching plume (names and statistics stay those of the whole cluster); `eps` other than 100 is ignored;
-- scenes/annotated applies the documented default eligibility (cloud cover <= `scene_default_cloud_max`)
-  unless the caller passes `cloud_cover_pct_min/max` or `not_cloudy`.
+- scenes/annotated lists scenes "eligible for null detection" (doc): cloud cover <= `scene_default_cloud_max`
+  unless the caller passes `cloud_cover_pct_min/max` or `not_cloudy` ("for your own threshold"), and always
+  only assessed scenes (`scene_require_assessed`, True: the doc names no parameter that lifts it), so a
+  plume's scene may be missing there;
+- `sources.geojson` feature properties are not in the doc: `source_time_properties` (True) includes
+  `timestamp_min/max` and `published_at_min/max` as newer deployments do (observed.md); False omits them, as
+  older deployments do.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ SCENE_SORTS = ("asc", "desc", "priority")
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
 TIFF = b"II*\x00\x08\x00\x00\x00\x00\x00"
+
+
+SOURCE_TIME_PROPERTIES = ("timestamp_min", "timestamp_max", "published_at_min", "published_at_max")
 
 
 def plume_filter(request: Request) -> Callable[[dict[str, Any]], bool]:
@@ -175,7 +183,10 @@ def routes(state: SimulatorState, limiter: RateLimiter, refresh_tokens: TokenSto
         return JSONResponse(public(found, request)) if found else not_found("Plume")
 
     def source_feature(source: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "Feature", "geometry": source["point"], "properties": public(source["properties"])}
+        props = public(source["properties"])
+        if not cfg["source_time_properties"]:
+            props = {k: v for k, v in props.items() if k not in SOURCE_TIME_PROPERTIES}
+        return {"type": "Feature", "geometry": source["point"], "properties": props}
 
     @optional
     async def sources_geojson(request: Request) -> Response:
@@ -241,7 +252,8 @@ def routes(state: SimulatorState, limiter: RateLimiter, refresh_tokens: TokenSto
         def keep(s: dict[str, Any]) -> bool:
             emissions = [e for e in s["_emissions"] if e is not None]
             return (
-                (not ids or s["id"] in ids) and (not names or s["name"] in names)
+                (s["_assessed"] or not cfg["scene_require_assessed"])
+                and (not ids or s["id"] in ids) and (not names or s["name"] in names)
                 and (gas is None or gas in s["_gases"])
                 and (not instruments or s["instrument"] in instruments)
                 and (not sectors or bool(sectors & set(s["_sectors"])))

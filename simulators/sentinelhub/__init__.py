@@ -8,8 +8,17 @@ is silent are marked CHOICE and configurable through `create_app(**config)`:
 - catalog and statistics need `Authorization: Bearer`; a missing/expired token gets 401 (`token_ttl`);
 - search returns items in datetime-then-id ascending order (CHOICE: the real order is not documented);
 - GET search pages with `next=<int>` (the doc lost the GET next link); POST with body `{"next": N}`;
-- CQL2 may only name queryables (the doc's queryables schema has `additionalProperties: false`) plus `datetime`
-  and `id`; `cql2_strict=True` also rejects operators outside the doc's list (AND, NOT, comparisons, BETWEEN);
+- filters follow the doc (`cql2_strict=True`, the default): the POST filter schema is `andExpression`,
+  `cql2NotExpression` or a comparison predicate (binary comparison, `isBetween`), so anything else (OR, IN, LIKE,
+  spatial, temporal, functions, arithmetic) is a 400; and they may only name the collection's queryables (the
+  doc's queryables schema has `additionalProperties: false`: not even `datetime` or `id`, which have their own
+  parameters). CHOICE: the doc shows one grammar for both encodings, so CQL2 text is held to it too.
+  `cql2_strict=False` is the lenient mode of older versions (any operator; queryables plus `datetime`, `id`);
+- "Make sure to use the appropriate end-point for each of the datasets": the real service lives on several
+  deployments (hosts), each with its own collections. `deployments={"<name>": [collection ids]}` serves the
+  Catalog and the Statistical API also under `/<name>/api/v1/...` with only those collections (others are 404
+  there, as on a real deployment that lacks them); `root_collections` (default: all) limits the root the same way.
+  The demo serves every collection at the root;
 - statistics: output ids come from the evalscript's `setup()`; the index kind (NDVI, NDWI, NBR, SAR) is guessed
   from the bands it names; values are a deterministic, seasonal function of geometry, interval and kind;
   only intervals with an acquisition (cloud cover ≤ maxCloudCoverage) are listed; images over
@@ -24,16 +33,13 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import json
 import math
 import time
 from collections import deque
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
 import shapely
-from pygeofilter import ast
 from pygeofilter.backends.native.evaluate import NativeEvaluator
 from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
 from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
@@ -43,6 +49,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.framework import SimulatorState, create_simulator_app, service_root
+from simulators.sentinelhub.common import (
+    attribute_names,
+    fields_projection,
+    grammar_error,
+    json_value,
+    parse_datetime_param,
+    parse_fields,
+    read_body,
+    sh_error,
+    standard_between,
+)
 from simulators.sentinelhub.data import (
     COLLECTIONS,
     CONFORMANCE,
@@ -51,85 +68,16 @@ from simulators.sentinelhub.data import (
     BadRequest,
     Catalog,
     Record,
-    parse_time,
 )
 from simulators.sentinelhub.statistics import compute_statistics
 
 CATALOG = "/api/v1/catalog/1.0.0"
 TOKEN_PATH = "/auth/realms/main/protocol/openid-connect/token"
-STRICT_NODES = (ast.And, ast.Not, ast.Equal, ast.NotEqual, ast.LessThan, ast.LessEqual, ast.GreaterThan,
-                ast.GreaterEqual, ast.Between)
 
 
-def sh_error(status: int, message: str) -> JSONResponse:
-    """The error body of the doc's samples; `code` values other than COMMON_BAD_PAYLOAD are a CHOICE."""
-    code = {400: "COMMON_BAD_PAYLOAD", 401: "COMMON_UNAUTHORIZED", 404: "COMMON_NOT_FOUND"}.get(status, "COMMON")
-    body = {"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message, "code": code,
-                      "errors": {}}}
-    return JSONResponse(body, status_code=status)
-
-
-def parse_datetime_param(value: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest("Parameter 'datetime' is required")
-    if "/" not in value:
-        instant = parse_time(value, "datetime")
-        return instant, instant
-    left, _, right = value.partition("/")
-    start = None if left in ("", "..") else parse_time(left, "datetime")
-    end = None if right in ("", "..") else parse_time(right, "datetime")
-    if start and end and start > end:
-        raise BadRequest("Invalid datetime: the interval starts after it ends")
-    return start, end
-
-
-def attribute_names(node: Any) -> set[str]:
-    found = {node.name} if isinstance(node, ast.Attribute) else set()
-    if isinstance(node, ast.Node):
-        for child in node.get_sub_nodes():
-            found |= attribute_names(child)
-    return found
-
-
-def nodes(node: Any) -> list[Any]:
-    out = [node]
-    if isinstance(node, ast.Node):
-        for child in node.get_sub_nodes():
-            out.extend(nodes(child))
-    return out
-
-
-def parse_fields(value: Any) -> tuple[list[str], list[str]]:
-    """GET `fields=id,-geometry` or POST `{"include": [...], "exclude": [...]}`."""
-    if not value:
-        return [], []
-    if isinstance(value, dict):
-        return list(value.get("include") or []), list(value.get("exclude") or [])
-    parts = [p.strip() for p in str(value).split(",") if p.strip()]
-    return [p.lstrip("+") for p in parts if not p.startswith("-")], [p[1:] for p in parts if p.startswith("-")]
-
-
-def fields_projection(item: dict[str, Any], include: list[str], exclude: list[str]) -> dict[str, Any]:
-    """Fields extension: include wins over exclude; paths are `key` or `properties.key`."""
-    out = {k: v for k, v in item.items() if not include or k in include}
-    props = {k: v for k, v in item["properties"].items() if f"properties.{k}" in include}
-    if props and "properties" not in include:
-        out["properties"] = props
-    for path in exclude:
-        if path in include:
-            continue
-        head, _, tail = path.partition(".")
-        if tail and isinstance(out.get(head), dict):
-            out[head] = {k: v for k, v in out[head].items() if k != tail}
-        elif not tail:
-            out.pop(head, None)
-    return out
-
-
-# ----------------------------------------------------------------- the app
 def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> Any:
-    settings = {"token_ttl": 3600.0, "token_burst": 30, "token_refill_per_s": 1.0, "cql2_strict": False,
-                "max_image_pixels": 2500, **config}
+    settings = {"token_ttl": 3600.0, "token_burst": 30, "token_refill_per_s": 1.0, "cql2_strict": True,
+                "max_image_pixels": 2500, "deployments": {}, "root_collections": None, **config}
     state = SimulatorState("sentinelhub", seed=seed, credentials=credentials, token_ttl=settings["token_ttl"],
                            config=settings)
     data: dict[str, Catalog] = {}
@@ -178,8 +126,23 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
                              "refresh_expires_in": 0, "token_type": "Bearer", "not-before-policy": 0,
                              "scope": "email profile"})
 
+    def deployment(request: Request) -> str:
+        """`/<deployment>` when the request came in under a deployment's prefix, else ''."""
+        name = request.path_params.get("deployment")
+        if name is None:
+            return ""
+        if name not in settings["deployments"]:
+            raise BadRequest(f"Unknown endpoint '/{name}'", status=404)
+        return f"/{name}"
+
+    def served(request: Request) -> list[str]:
+        """The collections of the deployment the request reached."""
+        where = deployment(request)
+        wanted = settings["deployments"][where[1:]] if where else settings["root_collections"]
+        return [c for c in COLLECTIONS if wanted is None or c in wanted]
+
     def root_url(request: Request) -> str:
-        return service_root(request).rstrip("/") + CATALOG
+        return service_root(request).rstrip("/") + deployment(request) + CATALOG
 
     def collection_doc(request: Request, cid: str) -> dict[str, Any]:
         base = f"{root_url(request)}/collections/{cid}"
@@ -202,8 +165,8 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
             {"rel": "derived_from", "title": "scihub download",
              "href": f"https://scihub.copernicus.eu/dhus/odata/v1/Products('{record.item['id']}')/$value"}]}
 
-    def known(cid: str) -> str:
-        if cid not in COLLECTIONS:
+    def known(request: Request, cid: str) -> str:
+        if cid not in served(request):
             raise BadRequest(f"Collection '{cid}' not found", status=404)
         return cid
 
@@ -219,7 +182,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
                  {"rel": "search", "href": f"{root}/search", "type": "application/geo+json",
                   "title": "STAC search", "method": "POST"},
                  *[{"rel": "child", "href": f"{root}/collections/{c}", "type": "application/json",
-                    "title": d["title"]} for c, d in COLLECTIONS.items()]]
+                    "title": COLLECTIONS[c]["title"]} for c in served(request)]]
         return JSONResponse({"type": "Catalog", "stac_version": "1.0.0", "id": "sentinel-hub",
                              "title": "Sentinel Hub STAC catalog",
                              "description": "STAC v1.0.0 implementation by Sentinel Hub",
@@ -233,19 +196,19 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
         return JSONResponse({"links": [{"rel": "root", "href": f"{root}/", "type": "application/json"},
                                        {"rel": "self", "href": f"{root}/collections", "type": "application/json"},
                                        {"rel": "parent", "href": f"{root}/", "type": "application/json"}],
-                             "collections": [collection_doc(request, c) for c in COLLECTIONS]})
+                             "collections": [collection_doc(request, c) for c in served(request)]})
 
     async def collection(request: Request) -> Response:
-        return JSONResponse(collection_doc(request, known(request.path_params["cid"])))
+        return JSONResponse(collection_doc(request, known(request, request.path_params["cid"])))
 
     async def queryables(request: Request) -> Response:
-        cid = known(request.path_params["cid"])
+        cid = known(request, request.path_params["cid"])
         return JSONResponse({"type": "object", "title": "Queryables for Catalog STAC API",
                              "description": "Queryable names for the Catalog STAC API Item Search filter.",
                              "properties": QUERYABLES[cid], "additionalProperties": False})
 
     async def item(request: Request) -> Response:
-        cid = known(request.path_params["cid"])
+        cid = known(request, request.path_params["cid"])
         record = catalog().by_id.get((cid, request.path_params["iid"]))
         if record is None:
             raise BadRequest(f"Item '{request.path_params['iid']}' not found in collection '{cid}'", status=404)
@@ -257,7 +220,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
             cols = [c for c in cols.split(",") if c]
         if not isinstance(cols, list) or len(cols) != 1:
             raise BadRequest("Parameter 'collections' must contain exactly 1 collection")
-        cid = known(str(cols[0]))
+        cid = known(request, str(cols[0]))
         start, end = parse_datetime_param(args.get("datetime"))
         try:
             limit = min(int(args.get("limit", 10)), 100)  # above the maximum: the maximum, not an error
@@ -279,7 +242,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
             area = box(w, s, e, n) if w <= e else shapely.union(box(w, s, 180, n), box(-180, s, e, n))
         if args.get("intersects") is not None:
             try:
-                geo = shape(args["intersects"] if post else _json(args["intersects"]))
+                geo = shape(args["intersects"] if post else json_value(args["intersects"]))
             except Exception:
                 raise BadRequest("Parameter 'intersects' is not a valid GeoJSON geometry") from None
             area = geo if area is None else area.intersection(geo)
@@ -323,18 +286,19 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
         if lang not in ("cql2-text", "cql2-json"):
             raise BadRequest(f"Parameter 'filter-lang' must be cql2-text or cql2-json, not '{lang}'")
         try:
-            node = parse_cql2_json(raw) if lang == "cql2-json" else parse_cql2_text(str(raw))
+            node = parse_cql2_json(standard_between(json_value(raw))) if lang == "cql2-json" \
+                else parse_cql2_text(str(raw))
         except Exception as exc:
             raise BadRequest(f"Invalid {lang} filter: {str(exc).splitlines()[0][:200]}") from None
-        unknown = sorted(attribute_names(node) - set(QUERYABLES[cid]) - {"datetime", "id"})
+        strict = settings["cql2_strict"]
+        allowed = [*QUERYABLES[cid], *(() if strict else ("datetime", "id"))]
+        unknown = sorted(attribute_names(node) - set(allowed))
         if unknown:
             raise BadRequest(f"Invalid filter: {', '.join(unknown)} is not a queryable of collection '{cid}'; "
-                             f"queryables: {', '.join([*QUERYABLES[cid], 'datetime', 'id'])}")
-        if settings["cql2_strict"]:
-            bad = {type(n).__name__ for n in nodes(node) if isinstance(n, ast.Node)
-                   and not isinstance(n, (*STRICT_NODES, ast.Attribute))}
-            if bad:
-                raise BadRequest(f"Invalid filter: unsupported operation {', '.join(sorted(bad))}")
+                             f"queryables: {', '.join(allowed)}")
+        problem = grammar_error(node) if strict else None
+        if problem:
+            raise BadRequest(f"Invalid filter: {problem}")
         compiled = NativeEvaluator(use_getattr=False, allow_nested_attributes=False).evaluate(node)
 
         def keep(record: Record) -> bool:
@@ -350,11 +314,11 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
         return JSONResponse(run_search(request, dict(request.query_params), post=False))
 
     async def search_post(request: Request) -> Response:
-        body = await _body(request, bodies)
+        body = await read_body(request, bodies)
         return JSONResponse(run_search(request, body, post=True))
 
     async def items(request: Request) -> Response:
-        cid = known(request.path_params["cid"])
+        cid = known(request, request.path_params["cid"])
         args = {**request.query_params, "collections": [cid]}
         args.setdefault("datetime", "../..")
         result = run_search(request, args, post=False)
@@ -363,42 +327,28 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
                              "numberReturned": len(result["features"])})
 
     async def statistics(request: Request) -> Response:
-        body = await _body(request, bodies)
-        return JSONResponse(compute_statistics(catalog(), state, settings, body))
+        body = await read_body(request, bodies)
+        return JSONResponse(compute_statistics(catalog(), state, settings, body, served(request)))
 
     async def stored_bodies(request: Request) -> Response:
         if request.method == "DELETE":
             bodies.clear()
         return JSONResponse(list(bodies))
 
-    routes = [
-        Route(TOKEN_PATH, token, methods=["POST"]),
-        Route("/_sim/bodies", stored_bodies, methods=["GET", "DELETE"]),
-        Route(f"{CATALOG}/", authed(landing)),
-        Route(f"{CATALOG}", authed(landing)),
-        Route(f"{CATALOG}/conformance", authed(conformance)),
-        Route(f"{CATALOG}/collections", authed(collections)),
-        Route(f"{CATALOG}/collections/{{cid}}", authed(collection)),
-        Route(f"{CATALOG}/collections/{{cid}}/queryables", authed(queryables)),
-        Route(f"{CATALOG}/collections/{{cid}}/items", authed(items)),
-        Route(f"{CATALOG}/collections/{{cid}}/items/{{iid}}", authed(item)),
-        Route(f"{CATALOG}/search", authed(search_get), methods=["GET"]),
-        Route(f"{CATALOG}/search", authed(search_post), methods=["POST"]),
-        Route("/api/v1/statistics", authed(statistics), methods=["POST"]),
-    ]
+    routes = [Route(TOKEN_PATH, token, methods=["POST"]),
+              Route("/_sim/bodies", stored_bodies, methods=["GET", "DELETE"])]
+    for root in ("", "/{deployment}"):  # the root, and each deployment's prefix (see `deployments`)
+        routes += [
+            Route(f"{root}{CATALOG}/", authed(landing)),
+            Route(f"{root}{CATALOG}", authed(landing)),
+            Route(f"{root}{CATALOG}/conformance", authed(conformance)),
+            Route(f"{root}{CATALOG}/collections", authed(collections)),
+            Route(f"{root}{CATALOG}/collections/{{cid}}", authed(collection)),
+            Route(f"{root}{CATALOG}/collections/{{cid}}/queryables", authed(queryables)),
+            Route(f"{root}{CATALOG}/collections/{{cid}}/items", authed(items)),
+            Route(f"{root}{CATALOG}/collections/{{cid}}/items/{{iid}}", authed(item)),
+            Route(f"{root}{CATALOG}/search", authed(search_get), methods=["GET"]),
+            Route(f"{root}{CATALOG}/search", authed(search_post), methods=["POST"]),
+            Route(f"{root}/api/v1/statistics", authed(statistics), methods=["POST"]),
+        ]
     return create_simulator_app(state, routes)
-
-
-def _json(text: Any) -> Any:
-    return json.loads(text) if isinstance(text, str) else text
-
-
-async def _body(request: Request, bodies: deque[dict[str, Any]]) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("The request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object")
-    bodies.append({"path": request.url.path, "body": body})
-    return body

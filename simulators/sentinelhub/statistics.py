@@ -35,7 +35,8 @@ def script_outputs(evalscript: str) -> list[tuple[str, int]]:
 
 
 def compute_statistics(cat: Catalog, state: SimulatorState, settings: dict[str, Any],
-                       body: dict[str, Any]) -> dict[str, Any]:
+                       body: dict[str, Any], served: list[str] | None = None) -> dict[str, Any]:
+    """The Statistical API's answer; `served` = the collections of the deployment asked (default: all)."""
     inp, agg = body.get("input") or {}, body.get("aggregation") or {}
     bounds = inp.get("bounds") or {}
     if bounds.get("geometry"):
@@ -51,8 +52,10 @@ def compute_statistics(cat: Catalog, state: SimulatorState, settings: dict[str, 
         raise BadRequest("input.bounds must have a geometry or a bbox")
     data = (inp.get("data") or [{}])[0]
     cid = data.get("type")
-    if cid not in COLLECTIONS:
-        raise BadRequest(f"Invalid data collection type: '{cid}'")
+    if cid not in (COLLECTIONS if served is None else served):
+        raise BadRequest(f"Invalid data collection type: '{cid}'" if cid not in COLLECTIONS else
+                         f"Data collection '{cid}' is not available at this endpoint; use the endpoint of its "
+                         "deployment")
     evalscript = agg.get("evalscript")
     if not isinstance(evalscript, str) or "function setup" not in evalscript or "evaluatePixel" not in evalscript:
         raise BadRequest("Failed to evaluate script! evalscript must define setup() and evaluatePixel()")

@@ -9,9 +9,15 @@ Where the doc is silent this simulator makes one choice, marked CHOICE below and
   `nextTry` is `next_try` seconds;
 - errors are `{"error": CODE, "message": text}`: 400 invalid input, 401 missing/expired token, 404 unknown id,
   409 retrieve before RESOLVED;
-- a search page holds `page_size` scenes; the retrieve answer carries `cursor` (int, or null on the last page),
-  which a new initiate passes back (as observed on the real service);
-- the grid tile download is `GET /kraken/grid/{mapId}/{geometryId}/{zoom}/{x}/{y}/{fileName}` (public).
+- a search page holds `page_size` scenes; the retrieve answer carries `cursor` (an int: the offset of the next
+  page) beside `results` (where the doc's other paged answers put it) while more scenes exist, and no `cursor` on
+  the last page (the doc's retrieve sample). Fault: `lose_cursor_after` = N drops the cursor from every page after
+  the N-th although more exist;
+- map types (`POST /kraken/list-map-types`, the doc's listing shape) are single-input (one scene per dry-run group
+  and per release, the doc: "single input map types require 1") except `change` (a pair): other group sizes, or
+  map types of different input counts in one release, are refused (400 INVALID-SCENE-GROUP);
+- the grid tile download is `GET /kraken/grid/{signed_map_id}/{request_geometry_id}/{zoom}/{x}/{y}/{file_name}`
+  (public, the doc's parameter names) and answers 302 to the file in storage (`grid_redirect`, default true).
 
 `GET /_sim/archive` lists the whole scene archive (the tests' truth); `GET/POST /_sim/config` the settings.
 """
@@ -30,7 +36,7 @@ import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from simulators.framework import SimulatorState, chunked, create_simulator_app, require_bearer
@@ -42,10 +48,11 @@ from simulators.spaceknow.archive import (
     TIME_FORMAT,
     datasets_catalog,
     generate_archive,
+    grid_content,
     jwt,
     km2,
+    map_types_catalog,
     mbr_side_m,
-    png,
     public,
     tile,
     tile_bounds,
@@ -59,6 +66,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "fail_pipelines": 0,  # the next N pipelines (whose initiate path contains `fail_path`) end FAILED
     "fail_path": "",
     "max_tiles": 12,  # tiles per released map
+    "lose_cursor_after": None,  # fault: pages after the N-th carry no cursor although more exist
+    "grid_redirect": True,  # grid downloads answer 302 to storage
 }
 
 
@@ -245,9 +254,11 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
                 continue
             matches.append(public(sc))
         size = int(settings["page_size"])
-        page = matches[cursor:cursor + size]
-        nxt = cursor + size if cursor + size < len(matches) else None
-        return start_pipeline("search", request.url.path, {"results": page, "cursor": nxt})
+        result: dict[str, Any] = {"results": matches[cursor:cursor + size]}
+        lose = settings["lose_cursor_after"]
+        if cursor + size < len(matches) and (lose is None or cursor // size + 1 <= int(lose)):
+            result["cursor"] = cursor + size
+        return start_pipeline("search", request.url.path, result)
 
     async def get_metadata(request: Request) -> Response:
         body = await body_of(request)
@@ -283,6 +294,22 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
             raise _BadRequest("INVALID-MAP-TYPES", f"'mapTypes' must be a non-empty list of {sorted(MAP_TYPES)}")
         return value
 
+    def group_of(kinds: list[str], group: Any, field: str) -> list[dict[str, Any]]:
+        """The scenes of one group, whose size every map type of `kinds` must take (1, or 2 for change)."""
+        sizes = {MAP_TYPES[k][1] for k in kinds}
+        if len(sizes) > 1:
+            raise _BadRequest("INVALID-SCENE-GROUP", f"map types {kinds} take different numbers of input scenes: "
+                              "send them separately")
+        scenes = scene_list(group, field)
+        if len(scenes) != next(iter(sizes)):
+            raise _BadRequest("INVALID-SCENE-GROUP", f"map types {kinds} take {next(iter(sizes))} input scene(s) "
+                              f"per map, got {len(scenes)} in '{field}'")
+        return scenes
+
+    async def list_map_types(request: Request) -> Response:
+        await body_of(request)
+        return JSONResponse(map_types_catalog())
+
     async def dry_run_initiate(request: Request) -> Response:
         body = await body_of(request)
         extent = _geometry(body.get("extent"), "extent")
@@ -291,9 +318,12 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
             raise _BadRequest("INVALID-DRY-RUNS", "'dryRuns' must be a non-empty list")
         lines: list[dict[str, Any]] = []
         for run in runs:
-            factor = sum(MAP_TYPES[m][0] for m in map_types(run.get("mapTypes")))
-            for group in run.get("scenes") or []:
-                lines.extend(cost_lines(scene_list(group, "scenes"), extent, factor))
+            kinds = map_types(run.get("mapTypes"))
+            factor = sum(MAP_TYPES[m][0] for m in kinds)
+            if not isinstance(run.get("scenes"), list) or not run["scenes"]:
+                raise _BadRequest("INVALID-DRY-RUNS", "every dry run needs a non-empty 'scenes' list of groups")
+            for group in run["scenes"]:
+                lines.extend(cost_lines(group_of(kinds, group, "scenes"), extent, factor))
         km2 = round(sum(x["km2"] for x in lines), 4)
         result = {"allocatedCredits": round(sum(x["cost"] for x in lines), 4), "allocatedKm2": km2,
                   "analyzedKm2": km2, "ingestedKm2": km2, "krakenKm2": km2, "scenes": lines}
@@ -302,7 +332,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
     async def release_initiate(request: Request) -> Response:
         body = await body_of(request)
         kinds = map_types(body.get("mapTypes"))
-        scenes = scene_list(body.get("sceneIds"), "sceneIds")
+        scenes = group_of(kinds, body.get("sceneIds"), "sceneIds")
         extent = _geometry(body.get("extent"), "extent")
         covered = shapely.union_all([cache["shapes"][s["sceneId"]] for s in scenes]).intersection(extent)
         if covered.is_empty:
@@ -318,7 +348,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         tiles = [[zoom, x, y] for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)
                  if shapely.geometry.box(*tile_bounds(zoom, x, y)).intersects(covered)]
         map_id = secrets.token_urlsafe(12)
-        files = sorted({f for k in kinds for f in MAP_TYPES[k][1]})
+        files = sorted({f for k in kinds for names in MAP_TYPES[k][3].values() for f in names})
         maps[map_id] = {"tiles": {tuple(t) for t in tiles}, "files": files, "mapTypes": kinds}
         result = {"mapId": map_id, "maxZoom": max_zoom, "status": "succeeded", "subGeometryId": "-",
                   "tiles": tiles}
@@ -326,25 +356,15 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
 
     async def grid_file(request: Request) -> Response:
         p = request.path_params
-        found = maps.get(p["map_id"])
+        map_id = p["signed_map_id"]
+        found = maps.get(map_id)
         z, x, y, name = p["zoom"], p["x"], p["y"], p["file_name"]
         if found is None or (z, x, y) not in found["tiles"] or name not in found["files"]:
             return _error(404, "GRID-FILE-NOT-FOUND", "no such map, tile or grid file")
-        w, s, e, n = tile_bounds(z, x, y)
-        rng = state.rng(f"{p['map_id']}:{z}:{x}:{y}:{name}")
-        if name.endswith(".png"):
-            data, media = png((rng.randrange(256), rng.randrange(256), rng.randrange(256))), "image/png"
-        elif name.endswith(".geojson"):
-            feats = [{"type": "Feature", "properties": {"class": rng.choice(found["mapTypes"]),
-                                                        "score": round(rng.random(), 3)},
-                      "geometry": {"type": "Point", "coordinates": [rng.uniform(w, e), rng.uniform(s, n)]}}
-                     for _ in range(rng.randint(0, 6))]
-            data, media = json.dumps({"type": "FeatureCollection", "features": feats}).encode(), "application/geo+json"
-        elif name.endswith(".json"):
-            data = json.dumps({"mapId": p["map_id"], "tile": [z, x, y], "bounds": [w, s, e, n]}).encode()
-            media = "application/json"
-        else:
-            data, media = rng.randbytes(4096), "application/octet-stream"
+        if settings["grid_redirect"] and "/kraken/grid/" in request.url.path:
+            return RedirectResponse(str(request.url).replace("/kraken/grid/", "/storage/grid/", 1), 302)
+        data, media = grid_content(state.rng(f"{map_id}:{z}:{x}:{y}:{name}"), map_id, (z, x, y), name,
+                                   found["mapTypes"])
         chunks = [data[i:i + 1024] for i in range(0, len(data), 1024)]
         return StreamingResponse(chunked(state, chunks, request.url.path), media_type=media)
 
@@ -372,7 +392,8 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         Route("/kraken/dry-run/retrieve", endpoint(retrieve("dry-run")), methods=post),
         Route("/kraken/release/initiate", endpoint(release_initiate), methods=post),
         Route("/kraken/release/retrieve", endpoint(retrieve("release")), methods=post),
-        Route("/kraken/grid/{map_id}/{geometry_id}/{zoom:int}/{x:int}/{y:int}/{file_name}",
-              endpoint(grid_file, public=True)),
+        Route("/kraken/list-map-types", endpoint(list_map_types), methods=post),
+        *(Route(f"/{prefix}/grid/{{signed_map_id}}/{{request_geometry_id}}/{{zoom:int}}/{{x:int}}/{{y:int}}/"
+                "{file_name}", endpoint(grid_file, public=True)) for prefix in ("kraken", "storage")),
     ]
     return create_simulator_app(state, routes)

@@ -18,6 +18,7 @@ from pyproj import Geod
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
+from simulators.appeears import geotiff
 from simulators.framework import SimulatorState
 
 AUTH0_CLIENT_ID = "hmWJcfhRouDOaJK2L8asREMlMrv3jFE1"  # the fixed value the doc prints
@@ -52,13 +53,38 @@ DATASETS: list[tuple[Any, ...]] = [
     ("ee", "COPERNICUS/S5P/OFFL/L3_CH4", "Sentinel-5P CH4 (offline L3)", "optical", "Copernicus", ["Sentinel-5P"],
      [("CH4_column_volume_mixing_ratio_dry_air", 7000.0)], (2600, 2600), 25, 0.0001, True, (0, 0)),
 ]
-MAP_TYPES: dict[str, tuple[float, list[str]]] = {  # credit multiplier, grid files
-    "imagery": (1.0, ["truecolor.png", "imagery.ski"]),
-    "aircraft": (2.0, ["detections.geojson", "segmentation.png", "metadata.json"]),
-    "ships": (2.0, ["detections.geojson", "segmentation.png", "metadata.json"]),
-    "change": (3.0, ["change.png", "metadata.json"]),
-    "wrunc": (1.5, ["wrunc.png", "metadata.json"]),
+# Kraken map types: credit multiplier, input scenes per map (1 = single-input, 2 = pairwise), description and grid
+# files by format. aircraft and ships are the doc's list-map-types samples verbatim; the others follow their shape.
+MAP_TYPES: dict[str, tuple[float, int, str, dict[str, list[str]]]] = {
+    "imagery": (1.0, 1, "Imagery of the scene", {"png": ["truecolor.png"], "ski": ["imagery.ski"],
+                                                 "json": ["metadata.json"]}),
+    "aircraft": (2.0, 1, "Aircraft detection algorithm", {
+        "geojson": ["detections.geojson"], "geotiff": ["analysis.geotiff", "visualization.geotiff"],
+        "json": ["metadata.json"], "png": ["segmentation.png", "transport.png", "fighter.png", "rotary-wing.png"],
+        "ski": ["segmentation.ski"]}),
+    "ships": (2.0, 1, "Ship detection algorithm", {
+        "geojson": ["detections.geojson"], "geotiff": ["analysis.geotiff", "visualization.geotiff"],
+        "json": ["metadata.json"], "png": ["segmentation.png", "ships.png"], "ski": ["segmentation.ski"]}),
+    "cars": (2.0, 1, "Car detection algorithm", {
+        "geojson": ["detections.geojson"], "json": ["metadata.json"], "png": ["segmentation.png", "cars.png"]}),
+    "wrunc": (1.5, 1, "Water, roads, urban, nature and clouds segmentation", {
+        "geotiff": ["analysis.geotiff"], "json": ["metadata.json"], "png": ["segmentation.png"]}),
+    "change": (3.0, 2, "Change detection between two scenes", {
+        "geojson": ["detections.geojson"], "json": ["metadata.json"], "png": ["change.png"]}),
 }
+
+
+def map_types_catalog() -> list[dict[str, Any]]:
+    """The list-map-types answer, shaped as the doc's sample (every map type runs on every simulated dataset)."""
+    datasets: dict[str, list[Any]] = {}
+    for prov, name, *_ in DATASETS:
+        datasets.setdefault(prov, []).append(
+            [name, {"isGlobal": prov == "ee", "marginPx": 80, "minSizePx": 0, "version": "sim-1"}])
+    return [{"availableDatasets": datasets, "description": description, "gridFiles": files, "mapType": kind,
+             "maxMpix": 14400, "supportsUserThreshold": kind == "wrunc"}
+            for kind, (_rate, _inputs, description, files) in MAP_TYPES.items()]
+
+
 URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 ALNUM = URLSAFE[:62]
 
@@ -175,6 +201,26 @@ def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
 
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def grid_content(rng: Any, map_id: str, tile_zxy: tuple[int, int, int], name: str, kinds: list[str]
+                 ) -> tuple[bytes, str]:
+    """One grid file of a released map tile, a real file of its type (SKI, SpaceKnow's own format: random bytes)."""
+    z, x, y = tile_zxy
+    w, s, e, n = tile_bounds(z, x, y)
+    if name.endswith(".png"):
+        return png((rng.randrange(256), rng.randrange(256), rng.randrange(256))), "image/png"
+    if name.endswith(".geojson"):
+        feats = [{"type": "Feature", "properties": {"class": rng.choice(kinds), "score": round(rng.random(), 3)},
+                  "geometry": {"type": "Point", "coordinates": [rng.uniform(w, e), rng.uniform(s, n)]}}
+                 for _ in range(rng.randint(0, 6))]
+        return json.dumps({"type": "FeatureCollection", "features": feats}).encode(), "application/geo+json"
+    if name.endswith(".json"):
+        return json.dumps({"mapId": map_id, "tile": [z, x, y], "bounds": [w, s, e, n]}).encode(), "application/json"
+    if name.endswith(".geotiff"):
+        values = [rng.randrange(256) for _ in range(16 * 16)]
+        return geotiff.write(values, 16, 16, (w, s, e, n), "uint8"), "image/tiff; application=geotiff"
+    return rng.randbytes(4096), "application/octet-stream"
 
 
 def jwt(subject: str, ttl: float) -> str:
