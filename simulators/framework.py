@@ -15,9 +15,13 @@ Faults come from the environment (`SIM_<NAME>_FAULTS`, JSON) or from `POST /_sim
      "count": 2,                     # ... only for the next N matching requests (omit = until cleared)
      "retry_after": 2, "retry_after_unit": "s",   # Retry-After header on those answers ("s" or "ms")
      "malformed": true,              # answer 200 with a body that is not what the contract says
-     "truncate_bytes": 2000,         # streamed bodies stop after N bytes (connection closed mid-way)
-     "drip_ms": 20,                  # streamed bodies wait this long between chunks
+     "truncate_bytes": 2000,         # bodies stop after N bytes (connection closed mid-way)
+     "drip_ms": 20,                  # bodies wait this long between chunks
      "path": "/api/v1/catalog"}      # only paths containing this (default: every non-admin path)
+
+Streamed bodies (`chunked()`) honour `truncate_bytes`/`drip_ms` chunk by chunk; other bodies (those sent with a
+`Content-Length`) are cut or sent in `DRIP_CHUNK`-byte pieces by the middleware. `GET /_sim/tokens` lists every
+token the simulators in this process issued (for tests that check no token ever leaves geofed).
 
 Simulators import nothing from `providers/`: they implement the contract on their own, so that a misreading
 of the docs cannot hide by being shared between client and simulator.
@@ -32,6 +36,7 @@ import random
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +48,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 ADMIN_PREFIX = "/_sim"
+DRIP_CHUNK = 4096  # bytes per piece when a non-streamed body is dripped
+_STORES: weakref.WeakSet[TokenStore] = weakref.WeakSet()  # every token store of this process (`/_sim/tokens`)
 
 
 @dataclass
@@ -81,11 +88,14 @@ class TokenStore:
         self.ttl = ttl
         self._tokens: dict[str, Token] = {}
         self.issued = 0
+        self.values: list[str] = []  # every token ever issued or registered, revoked ones included
+        _STORES.add(self)
 
     def issue(self, subject: str, ttl: float | None = None, prefix: str = "tok") -> Token:
         token = Token(f"{prefix}_{secrets.token_urlsafe(24)}", subject, time.time() + (ttl or self.ttl))
         self._tokens[token.value] = token
         self.issued += 1
+        self.values.append(token.value)
         return token
 
     def register(self, value: str, subject: str, ttl: float | None = None) -> Token:
@@ -93,6 +103,7 @@ class TokenStore:
         token = Token(value, subject, time.time() + (ttl or self.ttl))
         self._tokens[value] = token
         self.issued += 1
+        self.values.append(value)
         return token
 
     def check(self, value: str | None) -> Token | None:
@@ -210,7 +221,43 @@ class _FaultAndLogMiddleware:
                 entry["status"] = message["status"]
             await send(message)
 
+        if faults is not None and (faults.truncate_bytes is not None or faults.drip_ms):
+            await self.app(scope, receive, _SizedBodyFaults(logging_send, faults))
+            return
         await self.app(scope, receive, logging_send)
+
+
+class _SizedBodyFaults:
+    """Cuts or drips a body sent with a `Content-Length` (streamed bodies are left to `chunked()`)."""
+
+    def __init__(self, send: Send, faults: Faults) -> None:
+        self.send = send
+        self.faults = faults
+        self.sized = False
+        self.sent = 0
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.sized = any(k.lower() == b"content-length" for k, _ in message.get("headers", []))
+            await self.send(message)
+            return
+        if not self.sized or message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        limit = self.faults.truncate_bytes
+        if limit is not None and self.sent + len(body) >= limit:
+            await self.send({"type": "http.response.body", "body": body[: max(0, limit - self.sent)],
+                             "more_body": True})
+            raise ConnectionAbortedError("simulated truncated body")  # the client sees a broken body
+        pieces = [body[i:i + DRIP_CHUNK] for i in range(0, len(body), DRIP_CHUNK)] or [b""]
+        for n, piece in enumerate(pieces):
+            last = n == len(pieces) - 1
+            await self.send({"type": "http.response.body", "body": piece, "more_body": more or not last})
+            self.sent += len(piece)
+            if self.faults.drip_ms and not last:
+                await asyncio.sleep(self.faults.drip_ms / 1000.0)
 
 
 def _admin_routes(state: SimulatorState) -> list[BaseRoute]:
@@ -231,6 +278,10 @@ def _admin_routes(state: SimulatorState) -> list[BaseRoute]:
     async def expire_tokens(request: Request) -> Response:
         return JSONResponse({"expired": state.tokens.expire_all()})
 
+    async def tokens(request: Request) -> Response:
+        every = sorted({value for store in list(_STORES) for value in store.values})
+        return JSONResponse({"tokens": list(state.tokens.values), "all": every})
+
     async def info(request: Request) -> Response:
         return JSONResponse(
             {"name": state.name, "seed": state.seed, "tokens_issued": state.tokens.issued, **state.config}
@@ -240,6 +291,7 @@ def _admin_routes(state: SimulatorState) -> list[BaseRoute]:
         Route(f"{ADMIN_PREFIX}/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route(f"{ADMIN_PREFIX}/log", log, methods=["GET", "DELETE"]),
         Route(f"{ADMIN_PREFIX}/tokens/expire", expire_tokens, methods=["POST"]),
+        Route(f"{ADMIN_PREFIX}/tokens", tokens, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/info", info, methods=["GET"]),
     ]
 

@@ -107,3 +107,17 @@ def test_process_runs_in_every_advertised_mode(geofed: GeofedServer, process_id:
         body = r.json()
         assert body.get("parameter") == "Prefer" and "synchronously only" in body["detail"], body
         assert jobs_of(geofed, process_id) == before  # no job left `accepted`: none was made
+
+
+def test_a_sync_only_process_stays_sync_only_after_being_described(geofed: GeofedServer) -> None:
+    """pygeoapi 0.24 appends `async-execute` to the class's own options when describing it (see
+    geofed.ogc.workarounds): the description and the execution must keep telling the truth."""
+    process = "epoch-aggregate-emissions"
+    for _ in range(3):
+        listed = next(p for p in geofed.get("/processes", params={"f": "json"}).json()["processes"]
+                      if p["id"] == process)
+        described = geofed.get(f"/processes/{process}", params={"f": "json"}).json()
+        assert listed["jobControlOptions"] == described["jobControlOptions"] == ["sync-execute"]
+    example = described.get("example") or {"inputs": {}}
+    refused = geofed.post(f"/processes/{process}/execution", json=example, headers={"Prefer": "respond-async"})
+    assert refused.status_code == 400 and "Prefer" in refused.text

@@ -42,6 +42,7 @@ from geofed.jobs.engine import JobEngine, instance_id
 from geofed.jobs.protocol import JobContext, UpstreamJobProcess
 from geofed.jobs.store import ACTIVE, LOCAL_LEASE, TABLE, JobRecord, JobStore, open_store
 from geofed.ogc.process import processor_error
+from geofed.ogc.workarounds import declared_metadata
 from geofed.settings import get_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class GeofedManager(BaseManager):
         self.poll_interval = float(manager_def.get("poll_interval") or DEFAULT_POLL_INTERVAL)
         self.poll_concurrency = int(manager_def.get("poll_concurrency") or 8)
         self._local = threading.local()
+
+    def get_processor(self, process_id: str) -> BaseProcessor:
+        processor = super().get_processor(process_id)
+        processor.metadata = declared_metadata(processor.metadata)  # see geofed.ogc.workarounds
+        return processor
 
     # pygeoapi keeps the current processor in `self.processor` on this one shared manager instance; concurrent
     # requests on worker threads would swap each other's processors. A per-thread attribute fixes that.

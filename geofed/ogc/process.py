@@ -45,3 +45,13 @@ class UpstreamProcessor(BaseProcessor):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}> {self.metadata.get('id')}"
+
+
+class AsyncOnlyProcessor(UpstreamProcessor):
+    """A process that only runs as a job (its work, and any credits, are spent upstream through geofed's job
+    manager, which checks the API key): a synchronous execution is a 400 naming `Prefer`."""
+
+    def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
+        raise processor_error(errors.InvalidParameter(
+            f"process '{self.metadata.get('id')}' is asynchronous only: send the header 'Prefer: respond-async'",
+            parameter="Prefer"))

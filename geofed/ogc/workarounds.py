@@ -35,3 +35,23 @@ def items_post(scope: Scope, body: bytes) -> bytes:
         raise InvalidParameter("the request body is not UTF-8: send the 'filter' as UTF-8 CQL2 JSON",
                                parameter="filter") from None
     return body
+
+
+class DeclaredOptions(list[str]):
+    """A process's `jobControlOptions`, as its class declares them.
+
+    pygeoapi 0.24 (`api/processes.py` describe route) appends `async-execute` to the processor's own
+    `metadata["jobControlOptions"]` list whenever the manager is async, and that list is the class's
+    `PROCESS_METADATA`: from the first description on, a sync-only process advertises (and is executed) async.
+    The list ignores that append; the description then tells the truth.
+    """
+
+    def append(self, value: str) -> None:
+        if not PYGEOAPI_BUGGY or value in self:
+            super().append(value)
+
+
+def declared_metadata(metadata: dict[str, object]) -> dict[str, object]:
+    """A per-instance copy of a processor's metadata whose `jobControlOptions` pygeoapi cannot extend."""
+    options = metadata.get("jobControlOptions") or ["sync-execute"]
+    return {**metadata, "jobControlOptions": DeclaredOptions(options)}  # type: ignore[arg-type]

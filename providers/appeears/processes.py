@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from geofed import errors
 from geofed.jobs.protocol import JobContext, JobProgress
-from geofed.ogc.process import UpstreamProcessor, processor_error
+from geofed.ogc.process import AsyncOnlyProcessor
 from geofed.ogc.process import process_input as _input
 from providers.appeears import records
 from providers.appeears.client import TITLE, AppeearsClient, BundleFileStream
@@ -80,7 +80,7 @@ PROCESS_METADATA: dict[str, Any] = {
 }
 
 
-class AppeearsExtractProcessor(UpstreamProcessor):
+class AppeearsExtractProcessor(AsyncOnlyProcessor):
     """pygeoapi processor (async only) and `UpstreamJobProcess` for the job manager."""
 
     PROCESS_METADATA: ClassVar[dict[str, Any]] = PROCESS_METADATA  # read by the resource renderer
@@ -89,11 +89,6 @@ class AppeearsExtractProcessor(UpstreamProcessor):
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, self.PROCESS_METADATA)
-
-    def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
-        raise processor_error(errors.InvalidParameter(
-            "process 'appeears-extract' is asynchronous only: send the header 'Prefer: respond-async'",
-            parameter="Prefer"))
 
     # ------------------------------------------------------------------ UpstreamJobProcess
     async def submit(self, inputs: dict[str, Any], job: JobContext) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """SpaceKnow processes: `spaceknow-check-area` (sync) and `spaceknow-analysis` (async job, spends credits).
 
-The analysis is a Kraken release. Before anything is released, a dry run estimates its cost and the job is refused
-(400, with the estimate) when that exceeds the caller's `max_credits`. Job status follows the release pipeline; the
-results give the map id, max zoom, tiles and links to the grid files, served through geofed.
+The analysis is a set of Kraken releases: one per scene for single-input map types, one per pair of consecutive
+scenes for pairwise ones (`kraken.plan`). Before anything is released, one dry run over exactly those groups
+estimates the cost and the job is refused (400, with the estimate) when that exceeds the caller's `max_credits`. Job
+status follows the release pipelines; the results list every map (id, max zoom, tiles) with links to its grid files
+(from SpaceKnow's map-type listing), served through geofed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import httpx
 
 from geofed import errors
 from geofed.jobs.protocol import JobContext, JobProgress
-from geofed.ogc.process import UpstreamProcessor, process_input, processor_error
+from geofed.ogc.process import AsyncOnlyProcessor, UpstreamProcessor, process_input
 from geofed.query import geometry_bounds, parse_geometry
 from providers.spaceknow import kraken, pipelines
 from providers.spaceknow.client import NAME, TITLE, SpaceKnowClient
@@ -101,7 +103,7 @@ def _unknown_scenes(exc: errors.UpstreamNotFound) -> errors.InvalidParameter:
         "features of /collections/spaceknow-scenes/items", parameter="sceneIds")
 
 
-class AnalysisProcessor(UpstreamProcessor):
+class AnalysisProcessor(AsyncOnlyProcessor):
     """Async only: the job manager calls `submit/poll/results/open_file/cancel` (geofed.jobs.protocol)."""
 
     requires_api_key = True  # spends the customer's SpaceKnow credits
@@ -144,12 +146,6 @@ class AnalysisProcessor(UpstreamProcessor):
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, self.PROCESS_METADATA)
-
-    def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
-        # Spending credits is only allowed through geofed's job manager, which checks the API key.
-        raise processor_error(errors.InvalidParameter(
-            "process 'spaceknow-analysis' is asynchronous only: send the header 'Prefer: respond-async'",
-            parameter="Prefer"))
 
     # ------------------------------------------------------------------ UpstreamJobProcess
     async def submit(self, inputs: dict[str, Any], job: JobContext) -> dict[str, Any]:

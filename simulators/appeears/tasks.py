@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from simulators.appeears import geotiff
+from simulators import geotiff
 from simulators.appeears.catalog import PRODUCTS
 
 MAX_GRANULES = 400  # granules one date range may give, per product (a long daily range is cut)

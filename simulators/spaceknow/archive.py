@@ -18,7 +18,7 @@ from pyproj import Geod
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
-from simulators.appeears import geotiff
+from simulators import geotiff
 from simulators.framework import SimulatorState
 
 AUTH0_CLIENT_ID = "hmWJcfhRouDOaJK2L8asREMlMrv3jFE1"  # the fixed value the doc prints
