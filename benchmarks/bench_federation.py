@@ -7,21 +7,32 @@
    The window is narrow enough for each lane's page to be one upstream call; the simulators' request logs
    say how many calls each made, so a figure that rests on more calls shows it.
 2. items/s of a 1 000-item pystac-client iteration over the same five collections (no injected latency).
+3. (issue 13) Every simulator answers after L: the first page (no `sortby`) of one search over every collection
+   that has items ÷ the slowest of those collections' own first pages, each searched alone (goal <= 1.2). The
+   server runs with GEOFED_CACHE_TTL=0 so that every page reaches its upstream.
+4. (issue 13) stac-api-validator (tests/test_stac_validation.py's runner and arguments) against a fresh server
+   with the defaults of `make serve` (simulators in their own process): its run time, and the server's peak
+   RSS (VmHWM) at the end of it (goal <= 300 MB).
 Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any
 
 import httpx
 from pystac_client import Client
 
-from benchmarks.harness import geofed_process, simulators_process
+from benchmarks.harness import ROOT, geofed_process, peak_rss_mb, simulators_process
 
 LATENCY_MS = 400
+PAGE = 25  # the first page of the issue's pystac-client search
+RUNS = 3
 COLLECTIONS = ["sentinelhub:sentinel-2-l2a", "sentinelhub:sentinel-2-l1c", "sentinelhub:sentinel-1-grd",
                "carbonmapper-plumes"]
 WARMUP_WINDOW = "2024-06-01T00:00:00Z/2024-06-03T00:00:00Z"  # tokens, connections, conformance
@@ -135,11 +146,68 @@ def iteration(url: str, collections: list[str]) -> None:
           f"= {count / seconds:.0f} items/s")
 
 
+def _page(url: str, collections: list[str]) -> tuple[float, httpx.Response]:
+    started = time.perf_counter()
+    response = httpx.post(f"{url}/stac/search", json={"collections": collections, "limit": PAGE}, timeout=300)
+    return time.perf_counter() - started, response
+
+
+def first_page_ratio(url: str, env: dict[str, str]) -> None:
+    listed = httpx.get(f"{url}/stac/collections", params={"limit": 1000}, timeout=300).json()["collections"]
+    members = [c["id"] for c in listed if _page(url, [c["id"]])[1].json().get("features")]  # with items
+    sims = sorted({v for k, v in env.items() if k.endswith("_URL") and "TOKEN" not in k and "AUTH" not in k})
+    try:
+        for sim in sims:
+            httpx.post(f"{sim}/_sim/faults", json={"latency_ms": LATENCY_MS}, timeout=30).raise_for_status()
+        own: dict[str, float] = {}
+        for cid in members:
+            own[cid] = statistics.median(_page(url, [cid])[0] for _ in range(RUNS))
+        runs = [_page(url, members) for _ in range(RUNS)]
+    finally:
+        for sim in sims:
+            httpx.delete(f"{sim}/_sim/faults", timeout=30).raise_for_status()
+    federated = statistics.median(seconds for seconds, _ in runs)
+    body = runs[0][1].json()
+    slowest = max(own, key=lambda c: own[c])
+    ids = [f["id"] + "@" + f.get("collection", "") for f in body.get("features", [])]
+    print(f"each collection's own first page ({PAGE} items, every upstream call after {LATENCY_MS} ms, cache off), "
+          f"median of {RUNS}: " + ", ".join(f"{c} {own[c] * 1000:.0f} ms" for c in sorted(own)))
+    print(f"first federated page over all {len(members)} collections with items: HTTP {runs[0][1].status_code}, "
+          f"{len(ids)} items ({len(set(ids))} distinct), median {federated * 1000:.0f} ms; slowest member alone "
+          f"({slowest}) {own[slowest] * 1000:.0f} ms -> ratio {federated / own[slowest]:.2f} (goal <= 1.2)")
+
+
+def validator(url: str, pid: int) -> None:
+    from tests.conftest import SCHEMA_PREFIXES
+    from tests.test_stac_validation import VALIDATOR_RUNNER
+
+    prefixes = {prefix: str(folder) for prefix, folder in SCHEMA_PREFIXES.items()}
+    args = ["--root-url", f"{url}/stac/", "--collection", "sentinelhub:sentinel-2-l2a",
+            "--geometry", '{"type": "Point", "coordinates": [12.0, 46.4]}']
+    for cc in ("core", "collections", "features", "item-search", "filter"):
+        args += ["--conformance", cc]
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", VALIDATOR_RUNNER, json.dumps(prefixes), *args],
+                            capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    passed = result.returncode == 0 and "errors: none" in (result.stdout + result.stderr).lower()
+    print(f"stac-api-validator (core, collections, features, item-search, filter) against `make serve` defaults: "
+          f"{seconds:.1f} s, {'passed' if passed else 'FAILED (exit ' + str(result.returncode) + ')'}; "
+          f"server peak RSS {peak_rss_mb(pid):.0f} MB (goal <= 300 MB)")
+    if not passed:
+        print((result.stdout + result.stderr)[-3000:])
+
+
 def main() -> None:
-    with simulators_process() as env, geofed_process(env) as server:
-        collections = [*COLLECTIONS, _stac_collection(server.url)]
-        fan_out(server.url, env, collections)
-        iteration(server.url, collections)
+    with simulators_process() as env:
+        with geofed_process(env) as server:
+            collections = [*COLLECTIONS, _stac_collection(server.url)]
+            fan_out(server.url, env, collections)
+            iteration(server.url, collections)
+        with geofed_process({**env, "GEOFED_CACHE_TTL": "0"}) as server:
+            first_page_ratio(server.url, env)
+        with geofed_process(env) as server:
+            validator(server.url, server.pid)
 
 
 if __name__ == "__main__":

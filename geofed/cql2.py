@@ -115,6 +115,10 @@ def check_tree(node: Any, parameter: str = "filter") -> None:
         if isinstance(item, ast.Function) and item.name.lower() not in FUNCTIONS:
             raise InvalidParameter(f"'{parameter}' calls an unknown function {item.name[:40]!r}; known: "
                                    f"{', '.join(sorted(FUNCTIONS))}", parameter=parameter)
+        if isinstance(item, ast.Attribute) and not (isinstance(item.name, str) and item.name):
+            # CQL2 JSON `{"property": {}}` / `{"property": ""}` parses, and breaks whoever reads the name
+            raise InvalidParameter(f"'{parameter}' names a property that is not a non-empty string",
+                                   parameter=parameter)
         if isinstance(item, values.Geometry):
             parse_geometry(item.geometry, parameter, max_vertices=get_settings().max_vertices)
         if isinstance(item, ast.Node):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from geofed import registry, upstreams
+from geofed import openapi, registry, upstreams
 from geofed.settings import Settings
 
 CONFIG_DIR = Path(os.environ.get("GEOFED_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
@@ -90,7 +90,8 @@ def write(settings: Settings) -> tuple[Path, Path]:
     config_path = out / "pygeoapi-config.yml"
     openapi_path = out / "pygeoapi-openapi.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    openapi_path.write_text(yaml.safe_dump(get_oas(config), default_flow_style=False, sort_keys=False))
+    document = openapi.ogc(get_oas(config), settings)  # + the statuses geofed itself answers
+    openapi_path.write_text(yaml.safe_dump(document, default_flow_style=False, sort_keys=False))
     os.environ["PYGEOAPI_CONFIG"] = str(config_path)
     os.environ["PYGEOAPI_OPENAPI"] = str(openapi_path)
     os.environ.pop("PYGEOAPI_ASYNCAPI", None)

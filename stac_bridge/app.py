@@ -12,7 +12,7 @@ from typing import Any, Literal
 import attr
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.models import (
     ItemCollectionUri,
@@ -35,13 +35,14 @@ from stac_fastapi.extensions.free_text.free_text import FreeTextConformanceClass
 from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings
 from stac_fastapi.types.extension import ApiExtension
-from stac_fastapi.types.search import APIRequest
+from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geofed import __version__, errors
+from geofed.openapi import METHODS, UPSTREAM, Rule, add_statuses, error_response
 from geofed.settings import Settings
 from stac_bridge.core import FederatedClient, QueryablesClient, json_response
 from stac_bridge.federation import Federation
@@ -63,6 +64,17 @@ class FilterPostRequest(BaseModel):
 @attr.s
 class FederatedSearchFilterExtension(SearchFilterExtension):
     POST: type[BaseModel] = FilterPostRequest
+
+
+class SearchPostBody(BaseSearchPostRequest):
+    """stac-pydantic's spatial check reads the body as a dict: a JSON array or scalar was a 500, now a 400."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("the search body must be a JSON object")
+        return value
 
 
 @attr.s
@@ -128,14 +140,63 @@ def build_api(settings: Settings) -> StacApi:
         stac_version="1.1.0",
         extensions=[*search_extensions, *items_extensions, collection_search],
         search_get_request_model=create_get_request_model(search_extensions),
-        search_post_request_model=create_post_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions, base_model=SearchPostBody),
         items_get_request_model=create_request_model("ItemCollectionUri", base_model=ItemCollectionUri,
                                                      extensions=items_extensions, request_type="GET"),
         collections_get_request_model=collection_search.GET,
         middlewares=[],  # the root app already has CORS, metrics and the error boundary
     )
     _add_error_handlers(api.app)
+    _document_statuses(api.app, settings)
     return api
+
+
+STAC_EXCEPTION = {"type": "object", "required": ["code", "description"], "properties": {
+    "code": {"type": "string"}, "description": {"type": "string"},
+    "parameter": {"type": "string", "description": "the request parameter that is wrong"},
+    "upstream": {"type": "string", "description": "the federation member that failed"}}}
+STAC_RULES = (
+    Rule(r".*", METHODS, (500,)),
+    Rule(r"/search", ("get", "post"), (400, 404, *UPSTREAM)),
+    Rule(r"/collections", ("get",), (400, *UPSTREAM)),
+    Rule(r"/collections/\{collection_id\}(/queryables)?", ("get",), (404, *UPSTREAM)),
+    Rule(r"/collections/\{collection_id\}/items(/\{item_id\})?", ("get",), (400, 404, *UPSTREAM)),
+)
+_NUMBER = r"-?\d+(\.\d+)?"
+_INSTANT = r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {  # what geofed parses, so that the schema says what is accepted
+    "bbox": {"type": "string", "pattern": rf"^{_NUMBER}(,{_NUMBER}){{3}}(,{_NUMBER},{_NUMBER})?$",
+             "description": "minx,miny,maxx,maxy (or 6 numbers with heights), WGS 84 longitude/latitude "
+                            "within [-180, 180] x [-90, 90]; minx <= maxx, miny <= maxy"},
+    "datetime": {"type": "string",
+                 "pattern": rf"^({_INSTANT}|{_INSTANT}/({_INSTANT}|\.\.)?|(\.\.)?/{_INSTANT})$",
+                 "description": "an RFC 3339 date-time, or an interval start/end with one open end as '..' or "
+                                "empty; the start not after the end"},
+    "limit": {"type": "integer", "minimum": 1, "default": 10,
+              "description": "page size; a larger value than the server's maximum is reduced to it"},
+    "offset": {"type": "integer", "minimum": 0},
+}
+
+
+def _document_statuses(app: FastAPI, settings: Settings) -> None:
+    """`/stac/api` lists every status a route can answer (see `geofed.openapi`) and the parameter formats
+    geofed parses; stac-fastapi's 422 goes (validation errors are answered 400)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)
+            document.setdefault("components", {}).setdefault("schemas", {})["Exception"] = STAC_EXCEPTION
+            add_statuses(document, STAC_RULES, settings,
+                         lambda code: error_response(code, {"$ref": "#/components/schemas/Exception"}),
+                         drop=["422"])
+            for item in document.get("paths", {}).values():
+                for parameter in (item.get("get") or {}).get("parameters", []):
+                    if parameter.get("in") == "query" and parameter.get("name") in QUERY_SCHEMAS:
+                        parameter["schema"] = dict(QUERY_SCHEMAS[parameter["name"]])
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -11,14 +11,25 @@ more) and the raw lines of the last page served plus one (≤ limit + 1 lines, �
 query only costs a re-read from its first plot. A query's first stream asks Epoch for twice what its page needs
 (at least `min_limit`); paging past that re-opens it once asking for up to `max_scan` plots, so a first page
 never makes Epoch prepare more than it needs and walking every page reads each plot at most about twice.
+
+Epoch's doc promises no order. Re-opening a stream and skipping the lines already consumed is only right if the
+new stream starts with the same plots: the cursor keeps the identity (`uuid`) of every line it consumed (8 bytes
+each) and, on a re-open, checks that the skipped lines are the same set (an order-independent digest) and that the
+last of them — the row before the resume point — is the same plot. If not (`reordered`, the doc being silent):
+"recover" (default) continues exactly: the plots already consumed keep their positions, the rest follow sorted by
+`uuid` (a stable key), each batch of them taken from one full re-read; "error" fails the page (502) rather than
+serving a plot twice or never; "ignore" trusts the new order (repeats or skips plots if it changed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +37,16 @@ from geofed import errors
 
 Opener = Callable[[int], AsyncIterator[bytes]]  # upstream limit → the NDJSON lines of a new stream
 Keep = Callable[[dict[str, Any]], bool]
+REORDERED = ("recover", "error", "ignore")
+_UUID = re.compile(rb'"uuid"\s*:\s*"([^"]*)"')
+_MASK = (1 << 64) - 1
+
+
+def identity(line: bytes) -> bytes:
+    """A plot's `uuid` (the doc: "unique identifier for the plot"), found without parsing the line; the line
+    itself when it has none. Not the line's bytes: the same plot may be encoded differently in another answer."""
+    found = _UUID.search(line)
+    return found.group(1) if found else line
 
 
 @dataclass
@@ -39,8 +60,8 @@ class Cursor:
     """One query's position in its upstream stream. Lives on the upstream loop; `lock` serialises its users."""
 
     def __init__(self, opener: Opener, parse: Callable[[bytes], dict[str, Any]], min_limit: int,
-                 max_scan: int) -> None:
-        self.opener, self.parse = opener, parse
+                 max_scan: int, reordered: str = "recover") -> None:
+        self.opener, self.parse, self.reordered = opener, parse, reordered
         self.keep: Keep | None = None  # the query's local check, handed over with every call (see `page`)
         self.min_limit, self.max_scan = min_limit, max_scan
         self.lock = asyncio.Lock()
@@ -56,6 +77,12 @@ class Cursor:
         self.total: int | None = None
         self.ended = False  # the upstream has no more lines for this query
         self.opened_now = False
+        self.seen = array("q")  # hash of the identity of each upstream line consumed from a stream, in order
+        self.digest = 0  # their sum (mod 2**64): the set of lines a re-open must skip
+        self.last = b""  # the identity of the last one: the row before the resume point
+        self.sorted_tail = False  # the order changed: the unconsumed plots follow sorted by identity
+        self.after: bytes | None = None  # ... the identity of the last of them consumed
+        self.buffer: deque[bytes] = deque()  # ... the next of them, read by the last full re-read
 
     async def close(self) -> None:
         stream, self.stream = self.stream, None
@@ -106,8 +133,16 @@ class Cursor:
 
     async def _next_line(self) -> bytes | None:
         while True:
+            if self.sorted_tail:
+                if not self.buffer and not self.ended:
+                    await self._refill()
+                if not self.buffer:
+                    return None
+                self.read += 1
+                return self.buffer.popleft()
             if self.stream is None and not self.ended:
                 await self._open()
+                continue
             if self.stream is None:
                 return None
             try:
@@ -120,6 +155,10 @@ class Cursor:
                 self.stream = None
                 raise
             self.read += 1
+            self.last = identity(line)
+            mark = hash(self.last)
+            self.seen.append(mark)
+            self.digest = (self.digest + mark) & _MASK
             return line
 
     async def _open(self) -> None:
@@ -136,12 +175,50 @@ class Cursor:
         self.upstream_limit = min(self.max_scan, wanted)
         self.stream = self.opener(self.upstream_limit)
         self.opened_now = True
+        digest, last, skipped = 0, b"", 0
         for _ in range(self.read):
             try:
-                await anext(self.stream)
+                line = await anext(self.stream)
             except StopAsyncIteration:  # fewer plots than before: the upstream's data changed under us
+                break
+            skipped += 1
+            last = identity(line)
+            digest = (digest + hash(last)) & _MASK
+        if skipped == self.read and digest == self.digest and last == self.last:
+            return
+        if self.reordered == "ignore":
+            if skipped < self.read:
                 self.stream, self.ended = None, True
-                return
+            return
+        await self.close()
+        if self.reordered == "error":
+            raise errors.UpstreamError("Epoch returned the plots in another order than for the previous page; "
+                                       "read the query again from its first page", upstream="epoch")
+        self.sorted_tail = True
+
+    async def _refill(self) -> None:
+        """The next batch of the plots not consumed yet, in identity order, from one full re-read."""
+        self.opened_now = True
+        consumed = set(self.seen)
+        batch = max(self.min_limit, 1)
+        found: list[tuple[bytes, bytes]] = []
+        read = 0
+        async with aclosing(self.opener(self.max_scan)) as stream:
+            async for line in stream:
+                read += 1
+                ident = identity(line)
+                if (self.after is None or ident > self.after) and hash(ident) not in consumed:
+                    found.append((ident, line))
+                    if len(found) >= 2 * batch:
+                        found = sorted(found)[:batch]
+        if read >= self.max_scan:
+            raise errors.InvalidParameter(
+                f"this query needs more than {self.max_scan} Epoch plots to be read; narrow it", parameter="offset")
+        found = sorted(found)[:batch]
+        self.ended = len(found) < batch
+        self.buffer.extend(line for _, line in found)
+        if found:
+            self.after = found[-1][0]
 
 
 class CursorCache:

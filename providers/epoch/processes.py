@@ -3,8 +3,10 @@
 Epoch aggregates every matching plot into one feature: sums of the per-year figures and uncertainties,
 area-weighted averages of the per-hectare figures and annual series, the total area and the plot count. With
 `aggregate=true` and no `limit` the doc says Epoch "returns the first matching case" — which may mean it
-aggregates only the first plot — so geofed always sends an explicit `limit` (`AGGREGATE_LIMIT`), and a count that
-reaches it is refused rather than returned as if it covered everything.
+aggregates only the first plot — so geofed always sends an explicit `limit` (`GEOFED_EPOCH_AGGREGATE_LIMIT`,
+`options.EpochOptions.aggregate_limit`), and a count that reaches it is refused rather than returned as if it
+covered everything. Plots whose statistics Epoch has not computed yet (only listed with `plots_only=true`) have
+nothing to aggregate: the aggregate covers the plots with statistics, as the plot pages do.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from geofed import errors
 from geofed.ogc.process import UpstreamProcessor
 from providers.epoch import records
 from providers.epoch.client import REAL_URL, EpochClient, flag
+from providers.epoch.options import get_options
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Upstream parameters that are not columns: a filter may not override them.
@@ -31,7 +34,10 @@ PROCESS_METADATA: dict[str, Any] = {
         "Aggregates every Epoch plot of a collection that matches the monitoring window and the filters into one "
         "GeoJSON feature: totals (tCO2e/yr) and summed uncertainties, area-weighted averages per hectare and of "
         "the yearly AGB/BGB/SOC series, the total area (aggregate_area, ha) and the number of plots "
-        "(aggregate_plot_count). The geometry covers the matched plots (Epoch's choice of envelope). Runs "
+        "(aggregate_plot_count). It covers the plots whose statistics Epoch has computed (those listed by "
+        "/collections/epoch-plots/items; a plot not computed yet has none), up to the deployment's "
+        "GEOFED_EPOCH_AGGREGATE_LIMIT plots (default 1 000 000): a larger match is refused (400), never "
+        "aggregated in part. The geometry covers the matched plots (Epoch's choice of envelope). Runs "
         "synchronously: the answer is the feature. Valid collection ids and filter values are those the "
         "features of /collections/epoch-plots/items carry (collection_id, facility_id, plotid)."
     )},
@@ -62,9 +68,10 @@ PROCESS_METADATA: dict[str, Any] = {
         },
         "filters": {
             "title": "Filters",
-            "description": "column → value equalities on Epoch's batch table (plotid, collection_id, facility_id, "
-                           "any other column), all of which must hold; the values are those of the properties "
-                           "of /collections/epoch-plots/items",
+            "description": "column → value equalities on Epoch's batch table, all of which must hold: the "
+                           "columns its doc names are plotid, collection_id and facility_id (Epoch may refuse "
+                           "another name: 400); the values are those of the properties of "
+                           "/collections/epoch-plots/items",
             "schema": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
             "minOccurs": 0, "maxOccurs": 1,
         },
@@ -124,8 +131,6 @@ def _filters(data: dict[str, Any]) -> dict[str, str]:
 
 
 class AggregateEmissionsProcessor(UpstreamProcessor):
-    AGGREGATE_LIMIT = 1_000_000  # the explicit upstream `limit` (the doc's aggregate default is 1 plot)
-
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
 
@@ -138,7 +143,8 @@ class AggregateEmissionsProcessor(UpstreamProcessor):
         if start and end and start > end:
             raise errors.InvalidParameter("'monitoring_start' is after 'monitoring_end'", parameter="monitoring_start")
         filters = _filters(data)
-        params = {**filters, "filename": collection, "aggregate": flag(True), "limit": str(self.AGGREGATE_LIMIT)}
+        limit = get_options().aggregate_limit  # explicit: the doc's aggregate default is 1 plot
+        params = {**filters, "filename": collection, "aggregate": flag(True), "limit": str(limit)}
         params.update({k: v for k, v in (("monitoring_start", start), ("monitoring_end", end)) if v})
         found: list[dict[str, Any]] = []
         try:
@@ -151,8 +157,9 @@ class AggregateEmissionsProcessor(UpstreamProcessor):
             raise errors.UpstreamError(f"Epoch answered aggregate=true with {len(found)} features instead of one",
                                        upstream="epoch")
         record = found[0] if found else None
-        if record is not None and int(record["properties"].get("aggregate_plot_count") or 0) >= self.AGGREGATE_LIMIT:
+        if record is not None and int(record["properties"].get("aggregate_plot_count") or 0) >= limit:
             raise errors.InvalidParameter(
-                f"more than {self.AGGREGATE_LIMIT} plots match: the aggregate would be partial; narrow the filters",
+                f"more than {limit - 1} plots match: the aggregate would be partial (at most "
+                f"GEOFED_EPOCH_AGGREGATE_LIMIT={limit}); narrow the filters",
                 parameter="filters")
         return "application/geo+json", records.aggregate_feature(record, collection, start, end, filters)

@@ -11,6 +11,12 @@ Time of a plot without a (whole) monitoring window — `plots_only` records, or 
 not computed yet: the one time Epoch gives for it is `ingestion_date`; its item has that as `datetime`, and its
 feature is matched by `datetime` on it too (`TIME_FIELDS`). With no ingestion date either, the item's
 `datetime` is null and it has no range (nothing is made up; such an item matches no `datetime` query).
+
+Ids: `{plotid}~{uuid}` (`plot_id`). A feature is fetched by id through Epoch's filters, and the doc's filter
+columns are those of its batch table (`plotid`, `collection_id`, `facility_id`, …) — `uuid` is not one of them.
+So the id carries the plot's `plotid` (the lookup, a documented column) and its `uuid` (which of the answers it is:
+the doc calls `uuid` the unique identifier, `plotid` only the id "from the original collection"). A plot without
+a `plotid` keeps its bare `uuid`, as every id did before (`split_id` tells them apart).
 """
 
 from __future__ import annotations
@@ -84,9 +90,27 @@ def parse_line(line: bytes) -> dict[str, Any]:
     return feature
 
 
+ID_SEPARATOR = "~"  # unreserved in URLs; never in a UUID (the id is split at its last one)
+# The batch-table columns the doc names ("Dynamic Filtering"): pushed down; other equalities are checked here.
+FILTER_COLUMNS = ("plotid", "collection_id", "facility_id")
+
+
+def plot_id(props: dict[str, Any]) -> str | None:
+    uuid, plotid = props.get("uuid"), props.get("plotid")
+    if uuid is None:
+        return None
+    return f"{plotid}{ID_SEPARATOR}{uuid}" if plotid not in (None, "") else str(uuid)
+
+
+def split_id(identifier: str) -> tuple[str | None, str]:
+    """(plotid, uuid) of an id; (None, uuid) for a bare uuid."""
+    plotid, separator, uuid = identifier.rpartition(ID_SEPARATOR)
+    return (plotid, uuid) if separator and plotid else (None, identifier)
+
+
 def to_feature(record: dict[str, Any]) -> dict[str, Any]:
     props = record["properties"]
-    return {"type": "Feature", "id": props.get("uuid"), "geometry": record.get("geometry"), "properties": props}
+    return {"type": "Feature", "id": plot_id(props), "geometry": record.get("geometry"), "properties": props}
 
 
 def to_item(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
@@ -108,7 +132,7 @@ def to_item(record: dict[str, Any], ctx: ItemContext) -> dict[str, Any]:
     assets = {key: {"href": source[field], "title": title, "type": "image/png", "roles": ["thumbnail", "overview"]}
               for key, field, title in THUMBNAILS if source.get(field)}
     item: dict[str, Any] = {"type": "Feature", "stac_version": "1.1.0", "stac_extensions": [],
-                            "id": str(source.get("uuid")), "geometry": geometry}
+                            "id": str(plot_id(source)), "geometry": geometry}
     if geometry:
         item["bbox"] = list(geometry_bounds(geometry))
     item.update({"properties": props, "links": [], "assets": assets, "collection": ctx.collection_id})

@@ -1,14 +1,17 @@
 """`epoch-plots`: Epoch's plots as a feature source, streamed and paged by skipping (see `paging`).
 
 The query engine plans and checks every query (`geofed.query.engine.prepare`): pushed down to Epoch (`TABLE`)
-are every equality on a documented text column (Epoch filters on any column of its batch table), the monitoring
-window from `datetime` (`monitoring_start`/`monitoring_end`, widened to whole days: a superset), a single id
-(`uuid`), the Epoch collection this geofed collection is bound to (`filename`), and `limit`. Everything is
+are equalities on the batch-table columns the doc names (`filter_columns`: plotid, collection_id, facility_id;
+the doc gives no full list, so no other name is sent), the monitoring window from `datetime`
+(`monitoring_start`/`monitoring_end`, widened to whole days: a superset), a single id (its `plotid`, see
+`records.plot_id`), the Epoch collection this geofed collection is bound to (`filename`), and `limit`. Everything is
 evaluated again here on what comes back, in the vocabulary of the face that asked (bbox/intersects, the exact
 datetime overlap, numeric comparisons, the whole CQL2 filter), so results stay exact whatever Epoch does with a
 filter. Epoch has no offset: pages come from a parked stream per query (`paging.CursorCache`); it cannot sort:
 a sorted query reads every match once (engine's `sorted_page`). When only plot fields are asked for
-(`properties=` naming none of the statistics, or a count), the query uses `plots_only=true`, Epoch's cheap path.
+(`properties=` naming none of the statistics), the query uses `plots_only=true`, Epoch's cheap path. A count
+(`resulttype=hits`) counts what the pages of the same query return (the default mode: `plots_only=true` also
+returns plots whose statistics are not computed yet, which the default mode leaves out).
 """
 
 from __future__ import annotations
@@ -39,13 +42,13 @@ from geofed.query import (
 )
 from providers.epoch import records
 from providers.epoch.client import REAL_URL, TITLE, EpochClient, flag
-from providers.epoch.paging import Cursor, CursorCache, Keep
+from providers.epoch.paging import REORDERED, Cursor, CursorCache, Keep
 
 # Module level: pygeoapi builds a provider (and with it a source) per request. Only used on the upstream loop.
 LOGGER = logging.getLogger(__name__)
 CURSORS = CursorCache()
 COUNTS: dict[Any, tuple[float, int]] = {}  # query → (expiry, aggregate plot count); module level, as CURSORS
-GET_LIMIT = 2  # plots asked for when reading one by `uuid` (more than one would be Epoch's inconsistency)
+GET_LIMIT = 100  # plots asked for when reading one by its `plotid` (the one with the id's uuid is kept)
 SORT_BATCH = 1000  # lines handed to the engine's sorted paging at a time
 
 
@@ -60,11 +63,14 @@ def monitoring_window(start: dt.datetime | None, end: dt.datetime | None) -> Par
     return params
 
 
-TABLE = PushdownTable(
-    properties={name: Param(name, many=False) for name in records.TEXT_FIELDS},
-    datetime=monitoring_window,
-    datetime_exact=False,
-)
+def table(columns: tuple[str, ...]) -> PushdownTable:
+    return PushdownTable(properties={name: Param(name, many=False) for name in columns if name in
+                                     records.TEXT_FIELDS},
+                         datetime=monitoring_window, datetime_exact=False)
+
+
+TABLE = table(records.FILTER_COLUMNS)
+FILTER_COLUMNS = ",".join(records.FILTER_COLUMNS)
 
 
 class PlotSource(UpstreamSource):
@@ -95,6 +101,9 @@ class PlotSource(UpstreamSource):
             "min_upstream_limit": 1000,  # smallest `limit` a stream is opened with (it doubles while paging)
             "max_scan": 200_000,  # most plots read for one query (deeper / wider → 400 asking to narrow it)
             "count_pages": True,  # OGC pages carry an exact numberMatched (one counting read per query, cached)
+            "filter_columns": FILTER_COLUMNS,  # equalities sent to Epoch (its documented batch-table columns)
+            "reordered": "recover",  # a re-opened stream in another order: recover | error | ignore (paging)
+            "legacy_uuid_ids": True,  # bare-uuid ids (before plotid~uuid): one `uuid=` lookup; refused → 404
         },
     )
     upstream = "epoch"
@@ -109,14 +118,23 @@ class PlotSource(UpstreamSource):
 
     def __init__(self, filename: str | None = None, datetime_pushdown: str = "overlap", stream_cache_size: int = 8,
                  stream_cache_ttl: float = 60.0, min_upstream_limit: int = 1000, max_scan: int = 200_000,
-                 count_pages: bool = True) -> None:
+                 count_pages: bool = True, filter_columns: str = FILTER_COLUMNS, reordered: str = "recover",
+                 legacy_uuid_ids: bool = True) -> None:
         self.filename = filename  # the Epoch collection this geofed collection is bound to; None = all
         # How Epoch selects plots by monitoring_start/end is UNSPEC. "overlap" assumes it keeps every plot whose
         # window overlaps the dates (then pushing down only narrows); "none" filters here only.
         if datetime_pushdown not in ("overlap", "none"):
             raise ValueError(f"epoch option datetime_pushdown must be overlap or none, got {datetime_pushdown!r}")
+        # The doc: "any column name from the batch table", naming plotid, collection_id and facility_id; which
+        # other properties are columns is UNSPEC (an unknown name may be refused): only the named ones by default.
+        self.pushed = tuple(c.strip() for c in filter_columns.split(",") if c.strip() in records.TEXT_FIELDS)
+        self.table = table(self.pushed)
         if datetime_pushdown == "none":
-            self.table = dataclasses.replace(TABLE, datetime=None)  # type: ignore[misc]
+            self.table = dataclasses.replace(self.table, datetime=None)
+        # The doc promises no order of the plots; see `paging` for what each choice does when it changes.
+        if reordered not in REORDERED:
+            raise ValueError(f"epoch option reordered must be one of {', '.join(REORDERED)}, got {reordered!r}")
+        self.reordered, self.legacy_uuid_ids = reordered, legacy_uuid_ids
         self.min_upstream_limit, self.max_scan, self.count_pages = min_upstream_limit, max_scan, count_pages
         CURSORS.configure(stream_cache_size, stream_cache_ttl)
         self.stream_cache_ttl = stream_cache_ttl
@@ -148,19 +166,21 @@ class PlotSource(UpstreamSource):
         return [("filename", self.filename), *params] if self.filename else list(params)
 
     def _params(self, q: FeatureQuery, plan: Plan) -> Params:
-        """The plan's parameters, the bound collection, and a single id (`uuid`; several ids: checked here)."""
+        """The plan's parameters, the bound collection, and a single id's `plotid` (several ids, or the id's
+        uuid: checked here)."""
         params = self._bound(plan.params)
-        if q.ids and len(q.ids) == 1 and all(name != "uuid" for name, _ in params):
-            params.append(("uuid", q.ids[0]))
+        plotid = records.split_id(q.ids[0])[0] if q.ids and len(q.ids) == 1 else None
+        if plotid is not None and "plotid" in self.pushed and all(name != "plotid" for name, _ in params):
+            params.append(("plotid", plotid))
         return params
 
-    @staticmethod
-    def _plots_only(q: FeatureQuery) -> bool:
+    def _plots_only(self, q: FeatureQuery) -> bool:
         """Whether Epoch's `plots_only` records answer the query: only plot fields are asked for or compared
-        (text equalities of the query string excepted: Epoch applies them, its records lack them)."""
-        if q.face != "ogc" or not (q.hits_only or q.properties_wanted is not None) or q.has_time or q.sortby:
+        (equalities Epoch applies excepted: its records lack them). Not for a bare count: it counts what the
+        default pages return, and `plots_only` also returns plots whose statistics are not computed yet."""
+        if q.face != "ogc" or q.properties_wanted is None or q.has_time or q.sortby:
             return False
-        wanted = (set(q.properties_wanted or []) | (set(q.equals) - set(records.TEXT_FIELDS))
+        wanted = (set(q.properties_wanted or []) | (set(q.equals) - set(self.pushed))
                   | cql2.attributes(q.filter))
         return wanted <= records.PLOTS_ONLY_FIELDS | {"id", "geometry"}
 
@@ -176,7 +196,7 @@ class PlotSource(UpstreamSource):
         return lambda limit: client.lines({**dict(params), "limit": str(limit), "aggregate": flag(False)})
 
     def _cursor(self, params: Params, min_limit: int) -> Callable[[], Cursor]:
-        return lambda: Cursor(self._opener(params), records.parse_line, min_limit, self.max_scan)
+        return lambda: Cursor(self._opener(params), records.parse_line, min_limit, self.max_scan, self.reordered)
 
     # ------------------------------------------------------------------ queries
     async def _query(self, q: FeatureQuery) -> RecordPage:
@@ -191,8 +211,7 @@ class PlotSource(UpstreamSource):
         keep = self._keep(q, prepared)
         if self._plots_only(q):
             params.append(("plots_only", "true"))
-            local = dataclasses.replace(q, equals={k: v for k, v in q.equals.items()
-                                                   if k not in records.TEXT_FIELDS})
+            local = dataclasses.replace(q, equals={k: v for k, v in q.equals.items() if k not in self.pushed})
             keep = self._keep(local, engine.prepare(self, local))
         if q.sortby and not q.hits_only:
             page = await self._sorted(q, params, keep, prepared)
@@ -205,9 +224,8 @@ class PlotSource(UpstreamSource):
         # the key is everything that shapes the stream; the local check is part of it (it decides the indexes)
         conditions = (q.face, q.bbox, q.intersects, q.start, q.end, sorted(q.equals.items()), q.ids, q.filter)
         key = (self.collection_id, tuple(sorted(params)), repr(conditions))
-        if q.hits_only:
-            total = await CURSORS.count(("count", *key), self._cursor(params, self.max_scan), keep)
-            return RecordPage([], total, False)
+        if q.hits_only:  # the same count as the pages' numberMatched
+            return RecordPage([], await self._count(key, params, keep), False)
         need = q.offset + q.limit + 1
         min_limit = max(self.min_upstream_limit, 2 * need if keep is None else 4 * need)
         page = await CURSORS.page(key, self._cursor(params, min_limit), q.offset, q.limit, keep)
@@ -254,10 +272,24 @@ class PlotSource(UpstreamSource):
                                      SORT_BATCH, self.max_scan)
 
     async def _get(self, identifier: str) -> dict[str, Any]:
-        params = dict(self._bound([("uuid", identifier), ("limit", str(GET_LIMIT)), ("aggregate", flag(False))]))
-        async with aclosing(EpochClient().lines(params)) as lines:
-            async for line in lines:
-                record = records.parse_line(line)
-                if record["properties"].get("uuid") == identifier:
-                    return record
-        raise errors.NotFound(f"no Epoch plot with id '{identifier}' in {self.collection_id}")
+        """One plot by its id, found through its `plotid` (a documented column); the id's uuid picks it."""
+        plotid, uuid = records.split_id(identifier)
+        missing = errors.NotFound(f"no Epoch plot with id '{identifier}' in {self.collection_id}")
+        if plotid is not None:
+            column = ("plotid", plotid)
+        elif self.legacy_uuid_ids:  # an id from before plotid~uuid: `uuid` is no documented column, try once
+            column = ("uuid", uuid)
+        else:
+            raise missing
+        params = dict(self._bound([column, ("limit", str(GET_LIMIT)), ("aggregate", flag(False))]))
+        try:
+            async with aclosing(EpochClient().lines(params)) as lines:
+                async for line in lines:
+                    record = records.parse_line(line)
+                    if str(record["properties"].get("uuid")) == uuid:
+                        return record
+        except errors.UpstreamRejected:
+            if plotid is not None:
+                raise
+            LOGGER.info("epoch: a bare-uuid id was refused upstream (uuid is not a documented column)")
+        raise missing

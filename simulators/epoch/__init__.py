@@ -18,7 +18,15 @@ Where the doc is silent we pick one behaviour, configurable at `create_app(**con
 - `window_match` "overlap" (default) | "within": how `monitoring_start`/`monitoring_end` select plots;
 - `aggregate_default_limit` 1: with `aggregate=true` and no `limit`, only the first matching plot is
   aggregated (the doc: "returns the first matching case"); without filters the plots default is 10 000;
-- dynamic filters compare a column's value as text (`str(value) == param`); an unknown column answers 400;
+- dynamic filters compare a column's value as text (`str(value) == param`). The doc names the batch table's
+  columns `plotid`, `collection_id`, `facility_id` ("any column name from the batch table", no list): those are
+  the columns accepted (`filter_columns`; `["*"]` = every property of a plot); any other name, `uuid` included
+  (a property of the answers, never listed as a column), answers 400 "unknown column(s)";
+- `row_order` "stable" (default: table order) | "shuffle" (a different order on every call, as the doc promises
+  no order: a client that re-opens the stream and skips what it served must not rely on it);
+- `pending_plots` 300: plots of a batch (`cocoa-civ-2025`) whose statistics are not computed yet: returned only
+  with `plots_only=true` (the doc: that mode is "useful when statistics haven't been computed yet"), never in the
+  default or aggregate modes;
   `aggregate` and `plots_only` together answer 400; bad dates/booleans/limits answer 400 `{"detail": ...}`;
 - the aggregate geometry is the bounding box of the matched plots; `collection_id`/`facility_id` are kept when
   every plot shares them, else null; zero matching plots give an empty body;
@@ -30,6 +38,7 @@ Where the doc is silent we pick one behaviour, configurable at `create_app(**con
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -43,6 +52,7 @@ from simulators.epoch.data import DATE, FALSE, STAT_FIELDS, TRUE, PlotBase, Plot
 from simulators.framework import SimulatorState, chunked, create_simulator_app, ndjson_chunks
 
 PATH = "/fetch_biomass_emissions"
+DOCUMENTED_COLUMNS = ["plotid", "collection_id", "facility_id"]  # the doc's filter examples
 
 class BadRequest(Exception):
     def __init__(self, detail: str, status: int = 400) -> None:
@@ -72,11 +82,13 @@ class EpochSimulator:
     def __init__(self, state: SimulatorState) -> None:
         self.state = state
         self._table: PlotTable | None = None
+        self.calls = 0  # `row_order` "shuffle": each call's order is seeded by its number
 
     @property
     def table(self) -> PlotTable:
         if self._table is None:  # built lazily, once per app
-            self._table = PlotTable(self.state.seed, int(self.state.config["plots"]))
+            config = self.state.config
+            self._table = PlotTable(self.state.seed, int(config["plots"]), int(config["pending_plots"]))
         return self._table
 
     def select(self, raw: dict[str, str]) -> tuple[Iterator[dict[str, Any]], bool, bool]:
@@ -94,7 +106,7 @@ class EpochSimulator:
             limit = int(limit_text)
         else:
             raise BadRequest(f"limit must be a non-negative integer, got {limit_text!r}")
-        rows = self.table.rows
+        rows = self.table.rows if plots_only else [r for r in self.table.rows if not r.pending]
         filename = params.pop("filename", None)
         if filename is not None:
             if filename not in self.table.specs and config["unknown_filename"] == "404":
@@ -106,14 +118,20 @@ class EpochSimulator:
                 rows = [r for r in rows if r.monitoring_start >= lo and r.monitoring_end <= hi]
             else:
                 rows = [r for r in rows if r.monitoring_end >= lo and r.monitoring_start <= hi]
-        cheap = {k: v for k, v in params.items() if k in PlotBase.__slots__ and k not in ("lon", "lat", "index")}
+        accepted = list(config["filter_columns"])
+        if "*" in accepted:
+            accepted = list(self.table.full(self.table.rows[0])["properties"]) if self.table.rows else []
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise BadRequest(f"unknown column(s): {', '.join(unknown)}")
+        cheap = {k: v for k, v in params.items() if k in PlotBase.__slots__ and k not in ("index", "pending")}
         for key, value in cheap.items():
             rows = [r for r in rows if str(getattr(r, key)) == value]
         rest = {k: v for k, v in params.items() if k not in cheap}
-        columns = set(self.table.full(self.table.rows[0])["properties"]) if self.table.rows else set()
-        unknown = sorted(set(rest) - columns)
-        if unknown:
-            raise BadRequest(f"unknown column(s): {', '.join(unknown)}")
+        if config["row_order"] == "shuffle":
+            self.calls += 1
+            rows = list(rows)
+            random.Random(self.calls).shuffle(rows)
 
         def plots() -> Iterator[dict[str, Any]]:
             sent = 0
@@ -202,6 +220,9 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
         "blank_line_every": 5000,
         "chunk_size": 8192,
         "final_newline": True,
+        "filter_columns": DOCUMENTED_COLUMNS,
+        "row_order": "stable",
+        "pending_plots": int(os.environ.get("SIM_EPOCH_PENDING_PLOTS", "300")),
     }
     state = SimulatorState("epoch", seed=seed, credentials=dict(credentials),
                            config={**defaults, **{k: v for k, v in config.items() if k in defaults}})
@@ -230,7 +251,8 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
     async def sim_config(request: Request) -> Response:
         if request.method == "POST":
             update = await request.json()
-            state.config.update({k: v for k, v in update.items() if k in defaults and k != "plots"})
+            fixed = ("plots", "pending_plots")  # the table is built once per app
+            state.config.update({k: v for k, v in update.items() if k in defaults and k not in fixed})
         return JSONResponse(state.config)
 
     return create_simulator_app(state, [

@@ -47,6 +47,11 @@ COLLECTIONS = (
                    ((-55.71, -12.55), (-55.50, -11.86), (-56.10, -13.06)), 0.40, (2.0, 20.0),
                    ("2018-01-01", "2019-01-01"), "2023-06-30", "2023-08-15", "bra"),
 )
+# A batch ingested whose statistics Epoch has not computed yet: the doc's `plots_only=true` mode is "useful when
+# statistics haven't been computed yet", so these plots are returned only with `plots_only=true` (config
+# `pending_plots`, default 300, on top of `plots`).
+PENDING = CollectionSpec("cocoa-civ-2025", 0.0, "cocoa", ("coop-gagnoa-04",), ((-5.95, 6.13),), 0.25, (0.5, 6.0),
+                         ("2024-01-01",), "2025-10-31", "2025-11-18", "civ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class PlotBase:
     monitoring_start: str
     monitoring_end: str
     area: float
+    pending: bool = False  # statistics not computed yet: only in `plots_only=true` answers
 
 
 def timestamp(day: str) -> str:
@@ -148,7 +154,7 @@ class Block:
             facility_id=self.spec.facilities[self.facility[j]],
             ingestion_date=(ingested + dt.timedelta(minutes=int(self.minutes[j]))).isoformat(),
             monitoring_start=timestamp(f"{self.start_year[j]}-01-01"), monitoring_end=timestamp(self.spec.end),
-            area=float(self.area[j]),
+            area=float(self.area[j]), pending=self.spec is PENDING,
         )
 
     def full(self, row: PlotBase) -> dict[str, Any]:
@@ -197,8 +203,8 @@ class Block:
 
 
 class PlotTable:
-    def __init__(self, seed: int, plots: int) -> None:
-        self.specs = {c.name: c for c in COLLECTIONS}
+    def __init__(self, seed: int, plots: int, pending: int = 0) -> None:
+        self.specs = {c.name: c for c in (*COLLECTIONS, PENDING)}
         self.blocks: dict[str, Block] = {}
         self.rows: list[PlotBase] = []
         counts = [round(c.share * plots) for c in COLLECTIONS]
@@ -209,6 +215,9 @@ class PlotTable:
             self.blocks[spec.name] = block
             self.rows.extend(block.base(j) for j in range(count))
             offset += count
+        block = Block(PENDING, offset, pending, np.random.default_rng([seed, len(COLLECTIONS)]))
+        self.blocks[PENDING.name] = block
+        self.rows.extend(block.base(j) for j in range(pending))
 
     def full(self, row: PlotBase) -> dict[str, Any]:
         return self.blocks[row.collection_id].full(row)
