@@ -74,6 +74,8 @@ class Settings(BaseSettings):
 
     # alerts (geofed.alerts): the watcher's poll interval, the MQTT broker, webhook hosts, delivery retries
     watch_interval: float = Field(60.0, description="seconds between two polls of the watched collections")
+    watch_scenes: str = Field("sentinelhub:sentinel-2-l2a", description="comma-separated STAC member collections "
+                              "whose new scenes over the subscriptions' areas are alerted (one search per poll each)")
     pubsub_url: SecretStr | None = Field(None, description="MQTT broker (mqtt://host:1883); unset = no MQTT")
     webhook_allow: str | None = Field(None, description="comma-separated webhook hosts (name, *.suffix, IP or "
                                       "CIDR); private and loopback addresses only when listed")

@@ -119,7 +119,8 @@ def _cache_storage(settings: Settings, ttl: float) -> Any:
     import hishel
     from redis.asyncio import Redis
 
-    return hishel.AsyncRedisStorage(Redis.from_url(settings.redis_url.get_secret_value()), default_ttl=ttl)
+    return hishel.AsyncRedisStorage(Redis.from_url(settings.redis_url.get_secret_value()), default_ttl=ttl,
+                                    key_prefix=f"{settings.redis_prefix}hishel")
 
 
 def http(name: str) -> UpstreamClient:

@@ -321,3 +321,60 @@ def test_asyncapi_and_collection_advertise_the_channel(server: GeofedServer) -> 
     conformance = server.get("/conformance", params={"f": "json"}).json()["conformsTo"]
     assert any("ogcapi-pubsub-1" in c for c in conformance)
     assert server.get("/alerts").json()["pubsub"]["channels"] == [f"collections/{COLLECTION}"]
+
+
+# ----------------------------------------------------------------- scenes over the subscriptions' areas
+SCENE_AREA = [10.0, 50.0, 11.0, 51.0]  # no seeded scene of the last days anywhere: only the scenes added here
+SH_SCENES = "sentinelhub:sentinel-2-l2a"
+
+
+@pytest.fixture(scope="module")
+def scene_sims() -> Iterator[SimulatorServer]:
+    server = SimulatorServer(names=["sentinelhub", "spaceknow"]).start()
+    httpx.post(f"{server.base_urls['spaceknow']}/_sim/config", json={"polls": 0})  # pipelines resolve at once
+    yield server
+    server.stop()
+
+
+def add_scene(sims: SimulatorServer, upstream: str, box: list[float]) -> str:
+    r = httpx.post(f"{sims.base_urls[upstream]}/_sim/scenes", json={"bbox": box})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id" if upstream == "sentinelhub" else "sceneId"])
+
+
+def test_new_scene_in_a_subscription_area_reaches_events_once(scene_sims: SimulatorServer, tmp_path: Path) -> None:
+    env = {**geofed_env(scene_sims.base_urls), "GEOFED_DEMO": "0", "GEOFED_WATCH_INTERVAL": str(INTERVAL),
+           "GEOFED_API_KEYS": KEY, "GEOFED_WATCH_SCENES": SH_SCENES}
+    server = launch_geofed(env, tmp_path / "scenes")
+    try:
+        sub = subscribe(server, bbox=SCENE_AREA)
+        narrow = subscribe(server, bbox=SCENE_AREA, collections=["spaceknow-scenes"], filter="provider = 'pl'")
+        collections = (SH_SCENES, "spaceknow-scenes")
+        wait_until("the first scene searches over the area", lambda: all(
+            server.get("/alerts").json()["collections"][c].get("area") for c in collections))
+        before = server.get("/alerts").json()["collections"]
+        inside = {add_scene(scene_sims, "sentinelhub", [10.4, 50.4, 10.6, 50.6]),
+                  add_scene(scene_sims, "spaceknow", [10.4, 50.4, 10.6, 50.6])}
+        outside = {add_scene(scene_sims, "sentinelhub", [12.4, 50.4, 12.6, 50.6]),
+                   add_scene(scene_sims, "spaceknow", [12.4, 50.4, 12.6, 50.6])}
+        wait_until("both scenes in the area's events", lambda: {e["item"] for e in events(server, sub["id"])} >= inside)
+        settle()
+        found = events(server, sub["id"])
+        assert sorted(e["item"] for e in found) == sorted(inside), "a scene missing, doubled or outside the area"
+        assert {e["collection"] for e in found} == set(collections)
+        for event in found:
+            data = event["message"]["data"]
+            assert data["properties"]["datetime"] and data["properties"]["pubtime"]
+            links = {link["rel"]: link["href"] for link in data["links"]}
+            assert links["item"].startswith(f"{server.url}/stac/collections/{event['collection']}/items/")
+            assert ("canonical" in links) == (event["collection"] == "spaceknow-scenes")  # STAC-only member
+        assert [e["item"] for e in events(server, narrow["id"])] == [i for i in inside if i not in {
+            e["item"] for e in found if e["collection"] == SH_SCENES}]
+        assert not outside & {e["item"] for e in found}
+        state = server.get("/alerts").json()["collections"]
+        for cid in collections:  # one search per poll over the union of the areas, whatever the subscriptions
+            assert state[cid]["area"] == SCENE_AREA
+            pages, polls = (state[cid][k] - before[cid][k] for k in ("upstreamPages", "polls"))
+            assert polls >= 4 and pages == polls
+    finally:
+        server.stop()

@@ -107,6 +107,10 @@ def test_stac_members_read_the_simulator(sims: Any, tmp_path: Path) -> None:
             out["item"] = item["id"]
             page = await own.search(SearchParams(collections=["carbonmapper-plumes"], limit=3), None)
             out["own_items"] = [i["id"] for i in page.items]
+            out["roles"] = {}  # upstream scene (l2b) and plume (l3a) items: their PNG is a preview (issue 13 §6)
+            for cid in ("l2b-ch4-mfa-v3a", "l3a-ime-ch4-mfa-v3a"):
+                found = await remote.search(SearchParams(collections=["carbonmapper:" + cid], limit=1), None)
+                out["roles"][cid] = {k: a["roles"] for k, a in found.items[0]["assets"].items()}
             print(json.dumps(out))
 
         asyncio.run(main())
@@ -128,3 +132,11 @@ def test_stac_members_read_the_simulator(sims: Any, tmp_path: Path) -> None:
     assert out["matched"] == truth.json()["context"]["matched"]
     newest = sims.get("carbonmapper", PLUMES, params={"limit": 3}).json()["items"]
     assert out["own_items"] == [p["plume_id"] for p in newest]
+    for cid, roles in out["roles"].items():
+        upstream = sims.post("carbonmapper", "/api/v1/stac/search", json={"collections": [cid], "limit": 1})
+        assets = upstream.json()["features"][0]["assets"]
+        assert set(roles) == set(assets)
+        for key, asset in assets.items():  # the upstream's roles kept; its PNG (only) also an `overview`
+            png = asset["type"] == "image/png"
+            assert roles[key] == asset["roles"] + (["overview"] if png else []), (cid, key)
+        assert any("overview" in r for r in roles.values()), cid

@@ -23,7 +23,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,18 +231,21 @@ def run_job(sims: Sims, call: Recorder, fault: str) -> str:
     job = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
     path = "/bundle/" if fault in ("cut-short", "slow-drip") else PROBES["appeears"].fault_path
     settings = fault_settings("appeears", fault, path)
+    sims.http.delete(f"{sims.url('appeears')}/_sim/log").raise_for_status()
     if settings is None:
-        sims.expire_tokens("appeears")
+        assert sims.expire_tokens("appeears") >= 1
     else:
         sims.faults("appeears", **settings)
-    # the fault stays until the job has met it (a few seconds at most), then the upstream heals
+    # the fault stays until the running job has met it, then the upstream heals
+    met: Callable[[list[int | None]], bool] = lambda statuses: bool(statuses)  # noqa: E731
+    if fault == "token-expired":
+        met = lambda statuses: 403 in statuses  # noqa: E731 - AppEEARS' expiry signal
+    elif settings is not None and settings.get("status"):
+        met = lambda statuses: settings["status"] in statuses  # noqa: E731
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not any(s not in (None, 200) for s in upstream_statuses(sims, "appeears",
-                                                                                                    path)):
-        if settings is not None and fault in ("cut-short", "slow-drip") and sims.log("appeears", path):
-            break
-        time.sleep(0.2)
-    time.sleep(0.5)
+    while not met(upstream_statuses(sims, "appeears", "" if fault == "token-expired" else path)):
+        assert time.monotonic() < deadline, f"the job never met the fault: {sims.log('appeears')}"
+        time.sleep(0.1)
     sims.http.delete(f"{sims.url('appeears')}/_sim/faults").raise_for_status()
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:

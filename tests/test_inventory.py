@@ -297,3 +297,8 @@ def test_a_large_area_runs_as_a_job_to_successful(server: GeofedServer) -> None:
     report = server.get(results["report"]["href"].removeprefix(server.url))
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert '<svg id="map"' in report.text and '<svg id="chart"' in report.text
+    # a browser asking for the results as HTML gets the report
+    html = server.get(f"{status_url.removeprefix(server.url)}/results", params={"f": "html"},
+                      follow_redirects=True)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert '<svg id="chart"' in html.text

@@ -34,7 +34,7 @@ CHECKS = [not_a_server_error, status_code_conformance]
 MIRRORED_HOSTS = ("https://schemas.opengis.net/", "https://raw.githubusercontent.com/")
 SKIP = re.compile(r"/processes/[^/]+/execution$")
 # examples per operation and generation mode: the whole module stays well under ~90 s on 2 cores
-STAC_EXAMPLES = 20
+STAC_EXAMPLES = 15
 OGC_EXAMPLES = 4
 
 

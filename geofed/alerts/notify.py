@@ -2,7 +2,8 @@
 
 - The notification (GeoJSON Feature, after the OGC API – Publish-Subscribe / WIS2 notification messages): the
   item's id and geometry, `properties.datetime` (the item's time), `properties.pubtime` (when the upstream
-  published it), the item's own properties, and links to the OGC API feature and the STAC item.
+  published it; for scenes: when geofed first listed it), the item's own properties, and links to the OGC API
+  feature (collections served as features) and the STAC item.
 - The envelope: pygeoapi's CloudEvent (`generate_ogc_cloudevent`, type `org.ogc.api.collection.item.create`)
   whose `id` is the event's idempotency key, so a redelivered message can be recognised.
 - The MQTT client is pygeoapi's (`pygeoapi.pubsub.mqtt.MQTTPubSubClient`, loaded through pygeoapi's plugin
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +26,7 @@ from geofed.query import instant, rfc3339
 
 LOGGER = logging.getLogger(__name__)
 EVENT_TYPE = "org.ogc.api.collection.item.create"
+INFLIGHT = 1000  # QoS 1 messages in flight on the connection
 
 
 def collection_channel(collection: str) -> str:
@@ -36,22 +39,21 @@ def subscription_topic(sub_id: str) -> str:
 
 
 def notification(collection: str, feature: dict[str, Any], time_field: str | None, pubtime: Any,
-                 public_url: str) -> dict[str, Any]:
+                 public_url: str, ogc: bool = True) -> dict[str, Any]:
+    """`ogc`: the collection is served as OGC API features too (a STAC member's collection is STAC only)."""
     item_id = str(feature["id"])
     props = dict(feature.get("properties") or {})
     when = instant(props.get(time_field)) if time_field else None
     props.update({"collection": collection, "data_id": f"{collection}/{item_id}",
                   "datetime": rfc3339(when) if when else None, "pubtime": rfc3339(instant(pubtime))})
     quoted = quote(item_id, safe="")
-    return {
-        "type": "Feature", "id": item_id, "geometry": feature.get("geometry"), "properties": props,
-        "links": [
-            {"rel": "canonical", "type": "application/geo+json", "title": "OGC API feature",
-             "href": f"{public_url}/collections/{collection}/items/{quoted}"},
-            {"rel": "item", "type": "application/geo+json", "title": "STAC item",
-             "href": f"{public_url}/stac/collections/{collection}/items/{quoted}"},
-        ],
-    }
+    links = [{"rel": "item", "type": "application/geo+json", "title": "STAC item",
+              "href": f"{public_url}/stac/collections/{quote(collection, safe=':')}/items/{quoted}"}]
+    if ogc:
+        links.insert(0, {"rel": "canonical", "type": "application/geo+json", "title": "OGC API feature",
+                         "href": f"{public_url}/collections/{collection}/items/{quoted}"})
+    return {"type": "Feature", "id": item_id, "geometry": feature.get("geometry"), "properties": props,
+            "links": links}
 
 
 def envelope(event_id: str, subject: str, data: dict[str, Any], public_url: str) -> str:
@@ -82,6 +84,8 @@ class Publisher:
     def _ensure(self) -> None:
         with self._lock:
             if not self._started:
+                # a batch is written at once; paho's default window (20 unacknowledged) would serialise it
+                self.client.conn.max_inflight_messages_set(INFLIGHT)
                 self.client.connect()  # PubSubClientConnectionError when the broker is away: retried later
                 self.client.conn.loop_start()  # from now on paho reconnects by itself
                 self._started = True
@@ -92,14 +96,37 @@ class Publisher:
 
     def publish(self, channel: str, payload: str, timeout: float = 10.0) -> None:
         """Blocking (run it in a thread); raises DeliveryFailed unless the broker acknowledged the message."""
+        [failure] = self.publish_many([(channel, payload)], timeout)
+        if failure is not None:
+            raise DeliveryFailed(failure)
+
+    def publish_many(self, messages: list[tuple[str, str]], timeout: float = 10.0) -> list[str | None]:
+        """Blocking (run it in a thread): writes every message (QoS 1) to the open connection, then awaits the
+        broker's acknowledgements together. One entry per message: None when acknowledged, else why not."""
+        broker = f"MQTT broker {self.client.broker_safe_url}"
         try:
             self._ensure()
-            info = self.client.conn.publish(self.topic(channel), payload, qos=1)
-            info.wait_for_publish(timeout)
         except Exception as exc:  # noqa: BLE001 - paho raises RuntimeError/ValueError/OSError alike
-            raise DeliveryFailed(f"MQTT broker {self.client.broker_safe_url}: {exc}") from None
-        if not info.is_published():
-            raise DeliveryFailed(f"MQTT broker {self.client.broker_safe_url} did not acknowledge in {timeout:.0f} s")
+            return [f"{broker}: {exc}"] * len(messages)
+        sent: list[Any] = []
+        for channel, payload in messages:
+            try:
+                sent.append(self.client.conn.publish(self.topic(channel), payload, qos=1))
+            except Exception as exc:  # noqa: BLE001
+                sent.append(f"{broker}: {exc}")
+        deadline = time.monotonic() + timeout
+        out: list[str | None] = []
+        for info in sent:
+            if isinstance(info, str):
+                out.append(info)
+                continue
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - not queued (no connection) or the wait failed
+                out.append(f"{broker}: {exc}")
+                continue
+            out.append(None if info.is_published() else f"{broker} did not acknowledge in {timeout:.0f} s")
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ connection per thread in WAL mode, or the psycopg pool), so alerts add no second
   it, the webhook signing secret).
 - `geofed_alert_events`: the outbox *and* the event log. An event's id is its idempotency key (derived from
   subscription, collection, item and publication time), so a poll repeated after a crash or by a second replica
-  inserts nothing twice (`ON CONFLICT DO NOTHING`). Pending events are leased one by one for delivery
+  inserts nothing twice (`ON CONFLICT DO NOTHING`). Pending events are leased in batches for delivery
   (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several replicas deliver each event once.
 """
 
@@ -30,6 +30,7 @@ EVENT_COLUMNS = ("id", "subscription", "collection", "item_id", "target", "addre
                  "created", "next_try", "delivered", "last_error", "lease_owner", "lease_until", "message")
 # pending: waiting for (re)delivery; delivered; dead: gave up after the last attempt; stored: pull only
 STATUSES = ("pending", "delivered", "dead", "stored")
+SETTLED = ("status", "attempts", "next_try", "delivered", "last_error")  # what a delivery attempt writes
 
 
 @dataclass
@@ -69,6 +70,11 @@ class AlertStore:
             return []
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def _many(self, conn: Any, sql: str, rows: list[Sequence[Any]]) -> None:
+        """One statement over many parameter rows (sqlite3 and psycopg both batch `executemany`)."""
+        if rows:
+            conn.cursor().executemany(self.jobs._sql(sql), [tuple(r) for r in rows])
 
     def _execute(self, sql: str, params: Sequence[Any] = (), write: bool = False) -> list[dict[str, Any]]:
         with self.jobs._connect(write) as conn:
@@ -129,10 +135,9 @@ class AlertStore:
                              f"SELECT owner FROM {STATE} WHERE name = %s AND owner = %s", list(lease))
             if not held:
                 return False
-            for event in events:
-                values = [getattr(event, c) for c in EVENT_COLUMNS]
-                self._run(conn, f"INSERT INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES"
-                          f" ({', '.join(['%s'] * len(values))}) ON CONFLICT (id) DO NOTHING", values)
+            self._many(conn, f"INSERT INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES"
+                       f" ({', '.join(['%s'] * len(EVENT_COLUMNS))}) ON CONFLICT (id) DO NOTHING",
+                       [[getattr(event, c) for c in EVENT_COLUMNS] for event in events])
             self._run(conn, f"INSERT INTO {STATE} (name, value, updated) VALUES (%s, %s, %s) ON CONFLICT (name)"
                       " DO UPDATE SET value = excluded.value, updated = excluded.updated",
                       [name, json.dumps(value), time.time()])
@@ -194,14 +199,12 @@ class AlertStore:
         return [_event(r) for r in rows]
 
     def settle(self, owner: str, outcomes: list[tuple[str, dict[str, Any]]]) -> None:
-        """Writes delivery outcomes (event id, changes) in one transaction, dropping the leases; an event whose
-        lease `owner` lost meanwhile is left alone."""
+        """Writes delivery outcomes (event id, changes) in one transaction and one batched statement, dropping
+        the leases; an event whose lease `owner` lost meanwhile is left alone."""
+        rows = [[changes.get(c) for c in SETTLED] + [event_id, owner] for event_id, changes in outcomes]
         with self.jobs._connect(write=True) as conn:
-            for event_id, changes in outcomes:
-                changes = {**changes, "lease_owner": None, "lease_until": None}
-                sets = ", ".join(f"{c} = %s" for c in changes)
-                self._run(conn, f"UPDATE {EVENTS} SET {sets} WHERE id = %s AND lease_owner = %s",
-                          [*changes.values(), event_id, owner])
+            self._many(conn, f"UPDATE {EVENTS} SET {', '.join(f'{c} = %s' for c in SETTLED)}, lease_owner = NULL,"
+                       " lease_until = NULL WHERE id = %s AND lease_owner = %s", rows)
 
     def release_events(self, owner: str) -> None:
         self._execute(f"UPDATE {EVENTS} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s"

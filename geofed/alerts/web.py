@@ -30,10 +30,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from geofed import errors
+from geofed.alerts.collections import Watched, filter_names, watched
 from geofed.alerts.deliver import Courier
 from geofed.alerts.notify import Publisher, collection_channel, subscription_topic
 from geofed.alerts.store import AlertStore, Event
-from geofed.alerts.watch import Watched, Watcher, compile_filter, watched
+from geofed.alerts.watch import Watcher, compile_filter
 from geofed.alerts.webhook import AllowList
 from geofed.errordocs import error_response
 from geofed.jobs.access import Caller, KeyRing, presented_key
@@ -161,8 +162,20 @@ class AlertsFace:
             if len(json.dumps(flt)) > MAX_FILTER:
                 raise errors.InvalidParameter(f"'filter' is longer than {MAX_FILTER} characters", parameter="filter")
             node = compile_filter({"filter": flt})
-            for cid in collections or list(self.collections):
-                check_names(node, self.collections[cid].source.fields("ogc"), "ogc", cid)
+            if collections:
+                for cid in collections:
+                    w = self.collections[cid]
+                    check_names(node, await w.fields(), w.face, cid)
+            else:  # the subscription applies to the watched collections that have what the filter names
+                names = filter_names({"filter": flt}, node)
+                for w in self.collections.values():
+                    if names and w.names is None:
+                        with suppress(errors.GeofedError):  # a member's upstream is away: not for it now
+                            await w.fields()
+                if names and not any(w.knows(names) for w in self.collections.values()):
+                    raise errors.InvalidParameter(
+                        f"no watched collection has every property the filter names ({', '.join(sorted(names))});"
+                        " see each collection's queryables", parameter="filter")
         delivery = body.get("delivery") or {"type": "pull"}
         kind = delivery.get("type") if isinstance(delivery, dict) else None
         secret = None
@@ -262,9 +275,12 @@ class AlertsFace:
 
 
 def _watch_doc(value: dict[str, Any], w: Watched) -> dict[str, Any]:
-    return {"field": w.field, "watermark": value.get("watermark"), "polled": iso(value.get("polled")),
-            "polls": value.get("polls", 0), "upstreamPages": value.get("upstream_calls", 0),
-            "items": value.get("items", 0)}
+    doc = {"field": w.field, "watermark": value.get("watermark"), "polled": iso(value.get("polled")),
+           "polls": value.get("polls", 0), "upstreamPages": value.get("upstream_calls", 0),
+           "items": value.get("items", 0)}
+    if w.areas:  # scenes: searched over the subscriptions' areas
+        doc["area"] = value.get("area")
+    return doc
 
 
 def _event_doc(event: Event, message: bool = True) -> dict[str, Any]:
@@ -295,8 +311,9 @@ def extension(settings: Settings) -> dict[str, Any]:
         owner = instance_id()
         url = broker_url(settings)
         publisher = Publisher(url, owner) if url else None
-        watcher = Watcher(store(), settings, owner, collections, collection_channels=publisher is not None)
         courier = Courier(store(), settings, owner, publisher)
+        watcher = Watcher(store(), settings, owner, collections, collection_channels=publisher is not None,
+                          wake=courier.wake.set)
         tasks = [asyncio.create_task(watcher.run(), name="geofed-alerts-watcher"),
                  asyncio.create_task(courier.run(), name="geofed-alerts-courier")]
         try:

@@ -17,10 +17,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from geofed import errors
@@ -250,6 +251,8 @@ class JobsFace:
             mimetype, payload = await self.engine.results(job)
         except errors.GeofedError as exc:
             return _error(exc)
+        if request.query_params.get("f") == "html" and (report := _html_output(mimetype, payload)):
+            return RedirectResponse(report, status_code=303)  # the job's own HTML report, when it has one
         return Response(payload, media_type=mimetype)
 
     @staticmethod
@@ -332,3 +335,18 @@ def extension(settings: Settings) -> dict[str, Any]:
         "middleware": [Middleware(ApiKeyGuard, keys=keys, protected=lambda: protected)],
         "lifespan": lifespan,
     }
+
+
+def _html_output(mimetype: str, payload: Any) -> str | None:
+    """The href of the first HTML output of a JSON results document (e.g. the emissions inventory's report)."""
+    if "json" not in mimetype:
+        return None
+    try:
+        document = orjson.loads(payload)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    outputs = document.values() if isinstance(document, dict) else ()
+    for output in outputs:
+        if isinstance(output, dict) and str(output.get("type", "")).startswith("text/html") and output.get("href"):
+            return str(output["href"])
+    return None

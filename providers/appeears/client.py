@@ -56,9 +56,10 @@ class AppeearsAuth(TokenAuth):
         return Token(str(token), _expiry(payload.get("expiration")))
 
     async def close(self, client: UpstreamClient) -> None:
-        """Disposes of the token at shutdown (`POST /logout` → 204)."""
+        """Disposes of the token at shutdown (`POST /logout` → 204) — unless it is shared with other replicas
+        (through Redis), which are still using it."""
         token, self._token = self._token, None
-        if token is None or token.expires_at <= time.time():
+        if token is None or token.expires_at <= time.time() or self.shares_tokens:
             return
         await client.request("POST", "/logout", headers=self.header_for(token.value), authenticate=False,
                              idempotent=False, allow_status=(401, 403))

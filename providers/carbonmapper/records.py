@@ -64,6 +64,23 @@ PLUME_ASSETS: dict[str, tuple[str, list[str], str, str]] = {
     "rgb_png": ("image/png", ["visual"], "preview", "RGB image (PNG)"),
 }
 GEOJSON = "application/geo+json"
+# What STAC Browser (stac-js `isPreview`) shows as an item's picture: an asset with one of these roles
+PREVIEW_ROLES = ("thumbnail", "overview")
+BROWSER_IMAGES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+def with_preview_roles(assets: dict[str, Any]) -> dict[str, Any]:
+    """The upstream STAC API's assets, roles kept; when none of them is a preview, each image a browser can show
+    that the upstream marks `visual` or `overlay` (the scene's RGB, the plume PNG) also gets the role `overview`,
+    so clients show it where they show pictures (as `plume_png` on geofed's own plume items)."""
+    def image(asset: Any) -> bool:
+        return isinstance(asset, dict) and str(asset.get("type", "")).split(";")[0].strip() in BROWSER_IMAGES
+
+    if any(set(a.get("roles") or ()) & set(PREVIEW_ROLES) for a in assets.values() if isinstance(a, dict)):
+        return assets
+    return {key: {**a, "roles": [*a["roles"], "overview"]}
+            if image(a) and set(a.get("roles") or ()) & {"visual", "overlay"} else a
+            for key, a in assets.items()}
 
 
 def scene_name_of(plume_name: str) -> str:

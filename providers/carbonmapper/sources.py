@@ -113,6 +113,8 @@ class PlumeSource(UpstreamSource):
     )
     time_fields = ("scene_timestamp",)
     watch_field = "published_at"  # geofed.alerts: new plumes are those published since the last poll
+    # geofed.alerts polls without the sources.geojson join (one upstream call per poll) unless a subscription filters
+    watch_options, watch_joins = {"link_sources": False}, ("source_name",)  # on source_name, which needs it
     stac_names = records.STAC_NAMES[records.PLUMES]
     page_size = MAX_LIMIT
 

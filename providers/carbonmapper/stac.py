@@ -18,7 +18,7 @@ import orjson
 from geofed import errors
 from geofed.query import rfc3339
 from providers.carbonmapper.client import MAX_LIMIT, StacClient
-from providers.carbonmapper.records import GASES
+from providers.carbonmapper.records import GASES, with_preview_roles
 from providers.carbonmapper.sources import PlumeSource, SceneSource, SourceSource
 from stac_bridge.member import Member, MemberPage, SearchParams, SortBy, SourceMember
 
@@ -59,7 +59,8 @@ class CarbonMapperStacMember:
     @staticmethod
     def _item(item: dict[str, Any]) -> dict[str, Any]:
         links = [link for link in item.get("links") or [] if link.get("rel") not in UPSTREAM_LINKS]
-        return {**item, "collection": PREFIX + str(item.get("collection")), "links": links}
+        return {**item, "collection": PREFIX + str(item.get("collection")), "links": links,
+                "assets": with_preview_roles(item.get("assets") or {})}
 
     async def search(self, params: SearchParams, state: Any | None) -> MemberPage:
         offset = int((state or {}).get("o", 0))

@@ -16,6 +16,7 @@ returns plots whose statistics are not computed yet, which the default mode leav
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -232,11 +233,15 @@ class PlotSource(UpstreamSource):
         total = page.total
         if total is None and q.face == "ogc" and self.count_pages:
             # OGC clients (QGIS) show numberMatched as the layer's size: counted over the pages' own selection.
-            # It is optional: a count that fails leaves it out, never the page that was read whole.
+            # It is optional: a count that fails, or takes longer than one upstream call may (a stream that
+            # trickles in), leaves it out, never the page that was read whole.
             try:
-                total = await self._count(key, params, keep)
+                async with asyncio.timeout(EpochClient().http.policy.timeout):
+                    total = await self._count(key, params, keep)
             except errors.UpstreamError as exc:
                 LOGGER.warning("epoch: no numberMatched for this page (%s)", exc.message)
+            except TimeoutError:
+                LOGGER.warning("epoch: no numberMatched for this page (counting took over the upstream timeout)")
         return RecordPage([records.parse_line(line) for line in page.lines], total, page.more)
 
     async def _count(self, key: Any, params: Params, keep: Keep | None) -> int:

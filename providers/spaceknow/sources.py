@@ -177,6 +177,7 @@ class SceneSource(UpstreamSource):
     )
     time_fields = ("datetime",)
     time_field = "datetime"
+    watch_field, watch_areas = "datetime", True  # geofed.alerts: new scenes over the subscriptions' areas
     stac_names = records.STAC_NAMES
     page_size = 1000  # a slice of a cached search: no upstream call
 

@@ -26,7 +26,7 @@ is silent are marked CHOICE and configurable through `create_app(**config)`:
 
 Item data (`data.py`): a 4 x 3 grid of UTM-33 tiles, Sentinel-2 L1C/L2A every 5 days and Sentinel-1 GRD every
 6 days over 2023–2024. Statistics: `statistics.py`.
-POST bodies are kept for tests at `GET/DELETE /_sim/bodies`.
+POST bodies are kept for tests at `GET/DELETE /_sim/bodies`; `POST /_sim/scenes` adds a scene acquired now.
 """
 
 from __future__ import annotations
@@ -330,13 +330,23 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> An
         body = await read_body(request, bodies)
         return JSONResponse(compute_statistics(catalog(), state, settings, body, served(request)))
 
+    async def new_scene(request: Request) -> Response:
+        """`POST /_sim/scenes {"bbox": [w, s, e, n], "collection"?, "datetime"?, "id"?, "cloud_cover"?}`: a scene
+        listed from now on (see `data.Catalog.add_scene`); answers the item (201)."""
+        try:
+            record = catalog().add_scene(await request.json())
+        except BadRequest as exc:
+            return sh_error(exc.status, str(exc))
+        return JSONResponse(item_doc(request, record), status_code=201)
+
     async def stored_bodies(request: Request) -> Response:
         if request.method == "DELETE":
             bodies.clear()
         return JSONResponse(list(bodies))
 
     routes = [Route(TOKEN_PATH, token, methods=["POST"]),
-              Route("/_sim/bodies", stored_bodies, methods=["GET", "DELETE"])]
+              Route("/_sim/bodies", stored_bodies, methods=["GET", "DELETE"]),
+              Route("/_sim/scenes", new_scene, methods=["POST"])]
     for root in ("", "/{deployment}"):  # the root, and each deployment's prefix (see `deployments`)
         routes += [
             Route(f"{root}{CATALOG}/", authed(landing)),

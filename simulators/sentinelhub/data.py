@@ -7,6 +7,7 @@ acquisitions every 5 days (tiles on a swath edge get trapezoid footprints) and S
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -150,6 +151,38 @@ class Catalog:
                 "bbox": [minx, miny, maxx, maxy], "properties": props,
                 "assets": {"data": {"href": href, "title": "s3", "type": "inode/directory"}}, "collection": cid}
         self.records[cid].append(Record(item, when, geom, cloud))
+
+
+    def add_scene(self, spec: dict[str, Any]) -> Record:
+        """A scene acquired `spec["datetime"]` (default: now) over `spec["bbox"]` [w, s, e, n], in
+        `spec["collection"]` (default sentinel-2-l2a), listed from now on (`POST /_sim/scenes`: demos and alert
+        tests). Optional: `id`, `cloud_cover` (Sentinel-2, default 10)."""
+        cid = str(spec.get("collection") or "sentinel-2-l2a")
+        if cid not in self.records:
+            raise BadRequest(f"Collection '{cid}' not found", status=404)
+        try:
+            w, s, e, n = (float(v) for v in spec["bbox"])
+            when = parse_time(str(spec["datetime"]), "datetime") if spec.get("datetime") else \
+                dt.datetime.now(UTC).replace(microsecond=0)
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest("a scene needs 'bbox': [west, south, east, north]") from None
+        geom = shapely.box(w, s, e, n)
+        ring = [list(p) for p in geom.exterior.coords]
+        geometry = {"type": "MultiPolygon", "crs": {"type": "name", "properties": {"name": CRS84}},
+                    "coordinates": [[ring]]}
+        s2 = cid.startswith("sentinel-2")
+        cloud = float(spec.get("cloud_cover", 10)) if s2 else None
+        item_id = str(spec.get("id") or f"{'S2A_MSIL2A' if s2 else 'S1A_IW_GRDH_1SDV'}_{when:%Y%m%dT%H%M%S}_"
+                                         f"SIM{len(self.by_id):06d}")
+        props = {"datetime": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "platform": "sentinel-2a" if s2 else "sentinel-1a",
+                 "instruments": ["msi" if s2 else "c-sar"], "constellation": "sentinel-2" if s2 else "sentinel-1",
+                 "gsd": 10, **({"eo:cloud_cover": cloud} if s2 else {"sat:orbit_state": "descending"})}
+        self._add(cid, item_id, when, geom, geometry, props, f"s3://simulated/{item_id}/", cloud)
+        record = self.records[cid].pop()
+        keys = [(r.when, r.item["id"]) for r in self.records[cid]]
+        self.records[cid].insert(bisect.bisect(keys, (when, item_id)), record)
+        self.by_id[(cid, item_id)] = record
+        return record
 
 
 class BadRequest(Exception):

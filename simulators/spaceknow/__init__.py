@@ -19,7 +19,7 @@ Where the doc is silent this simulator makes one choice, marked CHOICE below and
 - the grid tile download is `GET /kraken/grid/{signed_map_id}/{request_geometry_id}/{zoom}/{x}/{y}/{file_name}`
   (public, the doc's parameter names) and answers 302 to the file in storage (`grid_redirect`, default true).
 
-`GET /_sim/archive` lists the whole scene archive (the tests' truth); `GET/POST /_sim/config` the settings.
+`GET /_sim/archive` lists the scene archive (the tests' truth), `POST /_sim/scenes` adds one, `/_sim/config` settings.
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ from simulators.spaceknow.archive import (
     DATASETS,
     MAP_TYPES,
     TIME_FORMAT,
+    add_scene,
     datasets_catalog,
     generate_archive,
     grid_content,
+    index,
     jwt,
     km2,
     map_types_catalog,
@@ -81,7 +83,6 @@ class _BadRequest(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-
 def _geometry(value: Any, field: str) -> BaseGeometry:
     try:
         geom = shapely.geometry.shape(value)
@@ -90,7 +91,6 @@ def _geometry(value: Any, field: str) -> BaseGeometry:
     if geom.is_empty or not geom.is_valid:
         raise _BadRequest("INVALID-GEOJSON", f"'{field}' is empty or invalid")
     return geom
-
 
 
 def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> Starlette:
@@ -106,11 +106,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
     bearer = require_bearer(state)
 
     def archive() -> list[dict[str, Any]]:
-        if "scenes" not in cache:
-            cache["scenes"] = generate_archive(state)
-            cache["by_id"] = {sc["sceneId"]: sc for sc in cache["scenes"]}
-            cache["shapes"] = {sc["sceneId"]: shapely.geometry.shape(sc["footprint"]) for sc in cache["scenes"]}
-        return cache["scenes"]
+        return cache["scenes"] if "scenes" in cache else index(cache, generate_archive(state))
 
     def scene(scene_id: Any) -> dict[str, Any]:
         archive()
@@ -374,6 +370,10 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
             settings.update(await request.json())
         return JSONResponse(settings)
 
+    async def sim_scenes(request: Request) -> Response:  # POST /_sim/scenes: a new scene (archive.new_scene)
+        archive()
+        return JSONResponse(*add_scene(cache, await request.body()))
+
     async def sim_archive(request: Request) -> Response:
         return JSONResponse([{**public(sc), "region": sc["_region"]} for sc in archive()])
 
@@ -381,6 +381,7 @@ def create_app(credentials: dict[str, str], seed: int = 42, **config: Any) -> St
     routes = [
         Route("/_sim/config", sim_config, methods=["GET", "POST"]),
         Route("/_sim/archive", sim_archive),
+        Route("/_sim/scenes", sim_scenes, methods=post),
         Route("/auth0/oauth/ro", endpoint(auth0, public=True), methods=post),
         Route("/tasking/get-status", endpoint(get_status), methods=post),
         Route("/imagery/list-datasets", endpoint(list_datasets), methods=post),

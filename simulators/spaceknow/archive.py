@@ -161,6 +161,50 @@ def generate_archive(state: SimulatorState) -> list[dict[str, Any]]:
     return scenes
 
 
+def index(cache: dict[str, Any], scenes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds `scenes` to the simulator's archive (`cache`: scenes newest first, by_id, shapes); the archive."""
+    cache.setdefault("scenes", []).extend(scenes)
+    cache["scenes"].sort(key=lambda sc: (sc["datetime"], sc["sceneId"]), reverse=True)
+    for sc in scenes:
+        cache.setdefault("by_id", {})[sc["sceneId"]] = sc
+        cache.setdefault("shapes", {})[sc["sceneId"]] = shapely.geometry.shape(sc["footprint"])
+    return cache["scenes"]
+
+
+def add_scene(cache: dict[str, Any], body: bytes) -> tuple[dict[str, Any], int]:
+    """`POST /_sim/scenes`: the answer (the new scene, 201; or a 400 error) — see `new_scene`."""
+    try:
+        scene = new_scene(json.loads(body or b"null"))
+    except (KeyError, TypeError, ValueError) as exc:
+        return {"error": "INVALID-SCENE", "message": f"a scene needs 'bbox': [w, s, e, n] ({exc})"}, 400
+    index(cache, [scene])
+    return public(scene), 201
+
+
+def new_scene(spec: Any) -> dict[str, Any]:
+    """`POST /_sim/scenes {"bbox": [w, s, e, n], "provider"?, "dataset"?, "datetime"?, "sceneId"?}`: a scene
+    acquired `datetime` ('YYYY-MM-DD HH:MM:SS', default now), searchable from now on (demos and alert tests).
+    Raises ValueError on a malformed spec."""
+    if not isinstance(spec, dict):
+        raise ValueError("a JSON object is required")
+    w, s, e, n = (float(v) for v in spec["bbox"])
+    prov, name = str(spec.get("provider") or "pl"), str(spec.get("dataset") or "PSScene")
+    row = next((r for r in DATASETS if r[0] == prov and r[1] == name), None)
+    if row is None:
+        raise ValueError(f"unknown dataset {prov}/{name}")
+    when = dt.datetime.strptime(spec["datetime"], TIME_FORMAT) if spec.get("datetime") else \
+        dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
+    gsd_band = [{"bitDepth": 16, "gsd": gsd, "names": [band], "pixelSizeX": gsd / 111320.0,
+                 "pixelSizeY": -gsd / 110570.0} for band, gsd in row[6]]
+    return {"sceneId": str(spec.get("sceneId") or secrets.token_urlsafe(33)), "provider": prov, "dataset": name,
+            "satellite": row[5][0], "datetime": when.strftime(TIME_FORMAT),
+            "footprint": shapely.geometry.mapping(shapely.geometry.box(w, s, e, n)),
+            "crsEpsg": utm_epsg((w + e) / 2, (s + n) / 2), "bands": gsd_band, "offNadir": 5.0,
+            "satelliteAzimuth": 100.0, "sunAzimuth": 150.0, "sunElevation": 45.0,
+            "foreignId": f"{when:%Y%m%d_%H%M%S}_sim", "minArea": 1.0, "clippedImagery": prov in ("ab", "pl"),
+            "downloadable": prov == "ee", "_region": "control"}
+
+
 def public(scene: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in scene.items() if not k.startswith("_")}
 
