@@ -17,8 +17,9 @@
 #
 # Prerequisites: npm + Node >= 18 (registry access on the first run only), `chromium` (Debian package),
 #   python3, curl, and the repo's venv (`make install`). Not part of `make test`.
-# Run time: first run ~3 min (npm install ~1 min, build ~1 min); afterwards ~1.5 min (the build is cached
-#   under $GEOFED_SB_WORK, default /tmp/geofed-stac-browser, and redone only when geofed's port changes).
+# Run time (2 cores): first run ~3 min (npm install ~1 min, build ~1 min, pages ~1 min); afterwards ~2 min, or
+#   ~1 min with a fixed GEOFED_SB_GEOFED_PORT (node_modules and the build are cached under $GEOFED_SB_WORK,
+#   default /tmp/geofed-stac-browser; the build bakes in the catalog URL, so a new geofed port rebuilds it).
 # Environment: GEOFED_SB_WORK (build cache), GEOFED_SB_GEOFED_PORT / GEOFED_SB_HTTP_PORT (default: free ports).
 # Kills only the processes it started (by PID).
 set -euo pipefail

@@ -69,25 +69,36 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = {"done": False}
+        started = {"done": False, "held": False}
 
         async def watch(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                # a mounted app's own error page (Starlette's plain-text 500, e.g. pygeoapi's): replaced below
+                if message["status"] >= 500 and headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    started["held"] = True
+                    return
                 started["done"] = True
-            await send(message)
+            if not started["held"]:
+                await send(message)
 
+        exc: Exception | None = None
         try:
             await self.app(scope, receive, watch)
-        except Exception as exc:
-            if started["done"]:
-                raise
-            stac = scope.get("path", "").startswith("/stac")
-            if isinstance(exc, errors.GeofedError):
-                response = error_response(exc, stac)
-            else:
-                LOGGER.exception("unhandled error on %s", scope.get("path"))
-                response = error_response(errors.GeofedError("internal error; see the server log"), stac)
-            await response(scope, receive, send)
+        except Exception as raised:
+            exc = raised
+        if exc is None and not started["held"]:
+            return
+        if exc is not None and started["done"]:
+            raise exc
+        stac = scope.get("path", "").startswith("/stac")
+        if exc is None or not isinstance(exc, errors.GeofedError):
+            LOGGER.error("unhandled error on %s", scope.get("path"), exc_info=exc)
+        if isinstance(exc, errors.GeofedError):
+            response = error_response(exc, stac)
+        else:
+            response = error_response(errors.GeofedError("internal error; see the server log"), stac)
+        await response(scope, receive, send)
 
 
 def _healthz(settings: Settings) -> Callable[[Request], Any]:

@@ -98,6 +98,10 @@ class FederationExtension(ApiExtension):
         pass
 
 
+SORT_V1 = "https://api.stacspec.org/v1.0.0/item-search#sort"
+FEATURES_SORT_V1 = "https://api.stacspec.org/v1.0.0/ogcapi-features#sort"
+
+
 def build_api(settings: Settings) -> StacApi:
     links = Links(settings.public_url)
     registry = Registry(load_members(settings), settings.federation_timeout, settings.cache_ttl)
@@ -110,14 +114,16 @@ def build_api(settings: Settings) -> StacApi:
 
     search_extensions: list[ApiExtension] = [
         FederatedSearchFilterExtension(client=queryables),
-        SortExtension(conformance_classes=[SortConformanceClasses.ITEM_SEARCH_SORT]),
+        # the released sort extension is v1.0.0 (what pystac-client and the validators look for); stac-fastapi 7
+        # names a v1.1.0 draft: advertise both
+        SortExtension(conformance_classes=[SortConformanceClasses.ITEM_SEARCH_SORT, SORT_V1]),
         FieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
         TokenPaginationExtension(),
         FederationExtension(),
     ]
     items_extensions: list[ApiExtension] = [
         ItemCollectionFilterExtension(client=queryables),
-        SortExtension(conformance_classes=[SortConformanceClasses.FEATURES_SORT]),
+        SortExtension(conformance_classes=[SortConformanceClasses.FEATURES_SORT, FEATURES_SORT_V1]),
         FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
         TokenPaginationExtension(),
         FederationExtension(),

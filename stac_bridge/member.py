@@ -14,11 +14,14 @@ return, so a member may push down only part of a filter and results stay exact.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from geofed import errors
 from geofed.query import BBox, FeatureQuery, FeatureSource
 
+LOGGER = logging.getLogger("geofed.stac")
 SortBy = list[tuple[str, Literal["asc", "desc"]]]
 # The first key of the default order (datetime descending, then collection, then id).
 DEFAULT_LEAD: SortBy = [("datetime", "desc")]
@@ -101,7 +104,19 @@ class SourceMember:
         self.sources = {s.collection_id: s for s in sources}
 
     async def collections(self) -> list[dict[str, Any]]:
-        return [source.collection.stac() for source in self.sources.values()]  # type: ignore[attr-defined]
+        out = []
+        for source in self.sources.values():
+            collection = source.collection.stac()  # type: ignore[attr-defined]
+            live = getattr(source, "live_interval", None)
+            try:
+                interval = await live() if live is not None else None
+            except errors.GeofedError as exc:  # the declared extent stands; the collection is still listed
+                LOGGER.warning("%s: no live temporal extent (%s)", source.collection_id, exc.message)
+                interval = None
+            if interval is not None:
+                collection["extent"]["temporal"]["interval"] = [list(interval)]
+            out.append(collection)
+        return out
 
     def owns(self, collection_id: str) -> bool:
         return collection_id in self.sources

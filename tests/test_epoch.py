@@ -411,3 +411,12 @@ def test_aggregate_over_a_truncated_stream_is_502(geofed: Any, sims: Any) -> Non
     sims.faults("epoch", truncate_bytes=100, path=UPSTREAM)
     response = geofed.post(EXECUTE, json={"inputs": {"collection": "soy-mt-2023"}})
     assert response.status_code == 502 and "Epoch stream ended early" in response.text
+
+
+def test_stac_collection_shows_the_period_epoch_reports(geofed: Any, sims: Any) -> None:
+    """Epoch documents no period: the STAC collection's temporal extent is what Epoch's aggregate says."""
+    plots = [json.loads(line) for line in raw_upstream(sims, limit="1000000").splitlines() if line.strip()]
+    first = min(p["properties"]["monitoring_start"] for p in plots if p["properties"].get("monitoring_start"))
+    last = max(p["properties"]["monitoring_end"] for p in plots if p["properties"].get("monitoring_end"))
+    interval = geofed.get("/stac/collections/epoch-plots").json()["extent"]["temporal"]["interval"][0]
+    assert [v[:10] if v else v for v in interval] == [first[:10], last[:10]]

@@ -297,6 +297,8 @@ def test_plumes_sorted_upstream_are_merged_lazily_and_exactly(start_geofed: Any,
 def test_landing_page_without_trailing_slash(geofed: Any) -> None:
     client = Client.open(f"{geofed.url}/stac", timeout=120)
     assert client.id == "geofed" and client.conforms_to("ITEM_SEARCH")
+    for extension in ("SORT", "FIELDS", "FILTER", "COLLECTIONS", "FEATURES"):
+        assert client.conforms_to(extension), f"pystac-client does not see {extension}"
     assert "sentinelhub:sentinel-2-l2a" in {c.id for c in client.get_collections()}
     items = list(client.search(collections=SH_COLLECTIONS[:1], datetime="/".join(WINDOW), max_items=3).items())
     assert len(items) == 3

@@ -57,6 +57,11 @@ class UpstreamSource:
     async def query(self, q: FeatureQuery) -> RecordPage:
         return await run(self, q)
 
+    async def live_interval(self) -> tuple[str | None, str | None] | None:
+        """The temporal extent as the upstream tells it now (RFC 3339 ends), for upstreams that document none
+        but can say it cheaply; None: the declaration's `interval` stands."""
+        return None
+
     async def fetch(self, params: Params, offset: int, limit: int) -> Batch:
         raise NotImplementedError
 

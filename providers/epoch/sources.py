@@ -39,10 +39,13 @@ from geofed.query import (
     UpstreamSource,
     engine,
     field_name,
+    instant,
+    rfc3339,
     sorted_page,
 )
 from providers.epoch import records
 from providers.epoch.client import REAL_URL, TITLE, EpochClient, flag
+from providers.epoch.options import get_options
 from providers.epoch.paging import REORDERED, Cursor, CursorCache, Keep
 
 # Module level: pygeoapi builds a provider (and with it a source) per request. Only used on the upstream loop.
@@ -243,6 +246,19 @@ class PlotSource(UpstreamSource):
             except TimeoutError:
                 LOGGER.warning("epoch: no numberMatched for this page (counting took over the upstream timeout)")
         return RecordPage([records.parse_line(line) for line in page.lines], total, page.more)
+
+    async def live_interval(self) -> tuple[str | None, str | None] | None:
+        """Epoch documents no period: its `aggregate=true` answer over the collection gives the earliest
+        `monitoring_start` and the latest `monitoring_end` (one line per collection listing)."""
+        return await run_async(self._live_interval())
+
+    async def _live_interval(self) -> tuple[str | None, str | None] | None:
+        sent = {**dict(self._bound([])), "aggregate": flag(True), "limit": str(get_options().aggregate_limit)}
+        async with aclosing(EpochClient().lines(sent)) as lines:
+            found = [records.parse_line(line) async for line in lines]
+        props = found[0]["properties"] if found else {}
+        start, end = instant(props.get("monitoring_start")), instant(props.get("monitoring_end"))
+        return (rfc3339(start), rfc3339(end)) if start or end else None
 
     async def _count(self, key: Any, params: Params, keep: Keep | None) -> int:
         """Epoch applied every condition (no local check): its `aggregate=true` answer counts the same plots in
