@@ -179,7 +179,7 @@ def start_geofed(
 
 # ----------------------------------------------------------------- service-backed tests
 # Tests of the PostgreSQL/Redis paths skip with a reason starting "REQUIRES-SERVICE:" when the server is absent
-# (likewise "REQUIRES-TOOL:" for ogrinfo, "REQUIRES-SCHEMAS:" for ../shared/schemas).
+# (likewise "REQUIRES-TOOL:" for ogrinfo, "REQUIRES-SCHEMAS:" for the schema mirror).
 # `.ci/run` sets GEOFED_REQUIRE_SERVICES=1, which turns such a skip into a failure: CI machines have the services.
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:

@@ -5,50 +5,28 @@ Expected values come from the simulator's catalog (`GET /product`, `GET /product
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
 from pystac_client import Client
-from referencing import Registry, Resource
 
 from simulators import DEMO_CREDENTIALS
-
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
 
 
 def sim_products(sims: Any) -> dict[str, dict[str, Any]]:
     return {p["ProductAndVersion"]: p for p in sims.get("appeears", "/product").json()}
 
 
-def stac_collection_validator() -> jsonschema.Draft7Validator:
-    """The STAC 1.1 collection schema, its references resolved from the offline copies (no network)."""
-    def retrieve(uri: str) -> Resource:
-        for prefix, folder in (("https://schemas.stacspec.org/", SCHEMAS / "stac"),
-                               ("https://geojson.org/schema/", SCHEMAS / "stac" / "geojson.org" / "schema")):
-            if uri.startswith(prefix):
-                return Resource.from_contents(json.loads((folder / uri[len(prefix):]).read_text()))
-        raise LookupError(f"no offline copy of {uri}")
-
-    schema = json.loads((SCHEMAS / "stac" / "v1.1.0" / "collection-spec" / "json-schema" / "collection.json")
-                        .read_text())
-    return jsonschema.Draft7Validator(schema, registry=Registry(retrieve=retrieve))  # type: ignore[call-arg]
-
-
 # ----------------------------------------------------------------- STAC face
-def test_every_product_is_a_valid_metadata_only_stac_collection(geofed: Any, sims: Any) -> None:
+def test_every_product_is_a_valid_metadata_only_stac_collection(geofed: Any, sims: Any, stac_validate: Any) -> None:
     products = sim_products(sims)
     client = Client.open(f"{geofed.url}/stac/", timeout=60)
     ids = {c.id for c in client.get_collections() if c.id.startswith("appeears:")}
     assert ids == {f"appeears:{pid}" for pid in products}
-    validator = stac_collection_validator()
     for pid in ("MOD11A1.061", "VNP21A1D.002", "GPW_UN_Adj_PopCount.411"):
         body = geofed.get(f"/stac/collections/appeears:{pid}").json()
-        errors = sorted(validator.iter_errors(body), key=str)
-        assert not errors, errors[0].message
+        assert stac_validate(body) == []  # core and extension schemas, from the repository's offline mirror
         product = products[pid]
         layers = sims.get("appeears", f"/product/{pid}").json()
         assert body["description"].startswith(product["Description"])

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pystac
 import pytest
 import shapely
-from pystac.validation import JsonSchemaSTACValidator, validate_dict
+from pystac.validation import validate_dict
 from shapely.geometry import box
 
 from geofed import errors, upstreams
@@ -34,12 +32,12 @@ from simulators.sentinelhub import create_app
 from simulators.sentinelhub.data import COLLECTIONS as SIMULATED_COLLECTIONS
 from simulators.sentinelhub.data import Catalog as SimulatedCatalog
 from stac_bridge.member import SearchParams
+from tests.conftest import offline_stac_validator
 
 UTC = dt.UTC
 YEAR_2023 = (dt.datetime(2023, 1, 1, tzinfo=UTC), dt.datetime(2023, 12, 31, 23, 59, 59, tzinfo=UTC))
 AREA = (11.0, 44.0, 16.6, 47.1)  # the simulator's whole tile grid
 TOKEN_PATH = AUX_PATHS["sentinelhub"]["token_url"]
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +220,7 @@ def test_items_and_collections_are_valid_stac_1_1(configured: None, truth: Simul
     assert shapely.geometry.shape(item["geometry"]).equals(record.geometry)
     assert item["properties"]["eo:cloud_cover"] == record.cloud
     assert [link["rel"] for link in item["links"]] == ["derived_from"]
-    validator = _offline_validator()
+    validator = offline_stac_validator()
     # The bridge adds geofed's links; STAC requires a `collection` link when `collection` is set.
     linked = {**item, "links": [*item["links"], {"rel": "collection", "href": "http://geofed.test/stac/c"}]}
     validate_dict(linked, validator=validator)
@@ -259,22 +257,3 @@ def test_wrong_credentials_are_502_without_the_secret(configured: None, monkeypa
     assert "Sentinel Hub" in caught.value.message and secret not in caught.value.message
 
 
-def _offline_validator() -> JsonSchemaSTACValidator:
-    """pystac's validator over the offline schema copies (README in ../shared/schemas); never goes online."""
-    prefixes = {"stac/geojson.org/schema/": "https://geojson.org/schema/", "stac/": "https://schemas.stacspec.org/",
-                "stac-extensions/": "https://stac-extensions.github.io/"}
-
-    class Offline(JsonSchemaSTACValidator):
-        def _get_schema(self, schema_uri: str) -> dict[str, Any]:
-            if schema_uri not in self.schema_cache:
-                raise LookupError(f"schema {schema_uri} is not available offline")
-            return self.schema_cache[schema_uri]
-
-    validator = Offline()
-    for path in SCHEMAS.rglob("*.json"):
-        relative = path.relative_to(SCHEMAS).as_posix()
-        for local, url in prefixes.items():
-            if relative.startswith(local):
-                validator.schema_cache[url + relative[len(local):]] = json.loads(path.read_text())
-                break
-    return validator

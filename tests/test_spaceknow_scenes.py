@@ -7,30 +7,24 @@ geofed's search cache (which lives in the server) never answers one test with an
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import shapely.geometry
+from pystac.validation import validate_dict
 from pystac_client import Client
-from referencing import Registry, Resource
 
 from providers.spaceknow.sources import SceneSource
 from simulators import DEMO_CREDENTIALS
+from tests.conftest import offline_stac_validator
 
 COLLECTION = "spaceknow-scenes"
 ITEMS = f"/collections/{COLLECTION}/items"
 SEARCH = "/imagery/search/initiate"
 OPTIONS = SceneSource.collection.options  # the collection's declared defaults (datasets, areas)
-SCHEMAS = Path(__file__).resolve().parent.parent.parent / "shared" / "schemas"  # offline copies (see its README)
-SCHEMA_HOSTS = {"https://schemas.stacspec.org/": SCHEMAS / "stac", "https://geojson.org/schema/":
-                SCHEMAS / "stac" / "geojson.org" / "schema", "https://stac-extensions.github.io/":
-                SCHEMAS / "stac-extensions"}
 
 
 pytestmark = pytest.mark.usefixtures("quick_spaceknow_pipelines")
@@ -231,24 +225,13 @@ def test_a_lost_cursor_does_not_end_the_search_early(geofed: Any, sims: Any) -> 
 
 
 def stac_validator() -> Any:
-    if not SCHEMAS.exists():
-        pytest.skip(f"REQUIRES-SCHEMAS: offline STAC schemas not found at {SCHEMAS}")
-
-    def retrieve(uri: str) -> Resource:
-        for prefix, folder in SCHEMA_HOSTS.items():
-            if uri.startswith(prefix):
-                return Resource.from_contents(json.loads((folder / uri[len(prefix):]).read_text()))
-        raise LookupError(f"no offline copy of {uri}")
-
-    registry = Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    """Item validation against the repository's offline schema mirror (tests/schemas), core and extensions."""
+    validate_offline = offline_stac_validator()
 
     def validate(item: dict[str, Any]) -> None:
-        for url in ["https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json", *item["stac_extensions"]]:
-            schema = registry.get_or_retrieve(url).value.contents
-            jsonschema.Draft7Validator(schema, registry=registry).validate(item)
+        validate_dict(item, validator=validate_offline)
 
     return validate
-
 
 def test_stac_face_serves_the_same_scenes_as_valid_items(geofed: Any, sims: Any) -> None:
     bbox = (-108.9, 36.2, -107.5, 37.3)
