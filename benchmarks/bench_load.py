@@ -12,7 +12,8 @@ and the script prints requests/s, p50/p95/p99, the error count (non-2xx answers,
 failed or were not final in time) and the server's RSS at start (after a warm-up) and at the end.
 Goal: 0 errors and RSS end ≤ start + 20 %.
 
-`python -m benchmarks load`; `BENCH_LOAD_CLIENTS` and `BENCH_LOAD_SECONDS` change the load (defaults 200, 60).
+`python -m benchmarks load`; `BENCH_LOAD_CLIENTS` and `BENCH_LOAD_SECONDS` change the load (defaults 200, 60);
+`BENCH_LOAD_ROUNDS` repeats it against the same server (RSS printed after each round).
 Everything runs on 127.0.0.1; the run is bounded (no request starts after the duration; stragglers are given
 `DRAIN` seconds and then cancelled and counted as errors). Figures are printed, never asserted.
 """
@@ -37,6 +38,8 @@ from benchmarks.harness import ROOT, _clean_env, _wait, free_port
 
 CLIENTS = int(os.environ.get("BENCH_LOAD_CLIENTS", "200"))
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
+# more rounds against the same server tell a leak (RSS grows every round) from caches filling (it levels off)
+ROUNDS = int(os.environ.get("BENCH_LOAD_ROUNDS", "1"))
 DRAIN = 60.0  # seconds in-flight requests may take after the run
 REQUEST_TIMEOUT = 60.0
 POLYGON = {"type": "Polygon", "coordinates": [[[13.60, 45.55], [13.85, 45.55], [13.85, 45.75], [13.60, 45.75],
@@ -201,7 +204,11 @@ def main() -> None:
             _wait(f"{url}/healthz", process)
             warm_up(url)
             start_rss = rss_mb(process.pid)
-            rec, elapsed = asyncio.run(drive(url))
+            for round_ in range(ROUNDS):
+                rec, elapsed = asyncio.run(drive(url))
+                if ROUNDS > 1:
+                    print(f"  round {round_ + 1}: {sum(map(len, rec.latencies.values()))} requests, "
+                          f"{sum(rec.errors.values())} errors, RSS {rss_mb(process.pid):.0f} MB", flush=True)
             end_rss, peak_rss = rss_mb(process.pid), rss_mb(process.pid, "VmHWM")
         finally:
             process.terminate()
