@@ -253,12 +253,18 @@ class PlotSource(UpstreamSource):
         return await run_async(self._live_interval())
 
     async def _live_interval(self) -> tuple[str | None, str | None] | None:
-        sent = {**dict(self._bound([])), "aggregate": flag(True), "limit": str(get_options().aggregate_limit)}
-        async with aclosing(EpochClient().lines(sent)) as lines:
-            found = [records.parse_line(line) async for line in lines]
-        props = found[0]["properties"] if found else {}
+        props = await self._aggregate(self._bound([]), get_options().aggregate_limit)
         start, end = instant(props.get("monitoring_start")), instant(props.get("monitoring_end"))
         return (rfc3339(start), rfc3339(end)) if start or end else None
+
+    @staticmethod
+    async def _aggregate(params: Params, limit: int) -> dict[str, Any]:
+        """The properties of Epoch's one `aggregate=true` feature for these parameters ({} when nothing matches),
+        with an explicit `limit` (the doc's aggregate default is one plot)."""
+        sent = {**dict(params), "aggregate": flag(True), "limit": str(limit)}
+        async with aclosing(EpochClient().lines(sent)) as lines:
+            found = [records.parse_line(line) async for line in lines]
+        return found[0]["properties"] if found else {}
 
     async def _count(self, key: Any, params: Params, keep: Keep | None) -> int:
         """Epoch applied every condition (no local check): its `aggregate=true` answer counts the same plots in
@@ -268,10 +274,7 @@ class PlotSource(UpstreamSource):
             cached = COUNTS.get(key)
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
-            sent = {**dict(params), "aggregate": flag(True), "limit": str(self.max_scan)}
-            async with aclosing(EpochClient().lines(sent)) as lines:
-                found = [records.parse_line(line) async for line in lines]
-            count = int(found[0]["properties"].get("aggregate_plot_count") or 0) if found else 0
+            count = int((await self._aggregate(params, self.max_scan)).get("aggregate_plot_count") or 0)
             if count < self.max_scan:
                 COUNTS[key] = (time.monotonic() + self.stream_cache_ttl, count)
                 return count
