@@ -186,6 +186,20 @@ class UpstreamClient:
         finally:
             await response.aclose()
 
+    @asynccontextmanager
+    async def stream_following(self, url: str, max_redirects: int, what: str) -> AsyncIterator[httpx.Response]:
+        """A public download (no token sent, so none can follow a redirect to storage on another host) that may
+        redirect: each hop is its own `stream()` call, and only the final answer is yielded — a 3xx body is never
+        streamed as if it were the file. More than `max_redirects` hops is a 502 naming the upstream."""
+        for _hop in range(max_redirects + 1):
+            async with self.stream("GET", url, authenticate=False) as response:
+                if not response.is_redirect:
+                    yield response
+                    return
+                url = str(response.url.join(response.headers["Location"]))
+        raise errors.UpstreamError(f"{self.title} redirected {what} more than {max_redirects} times",
+                                   upstream=self.name)
+
     def stream_broken(self, exc: BaseException) -> errors.UpstreamError:
         """The error for a body that broke off mid-way: never to be mistaken for a shorter answer."""
         return self.outcomes.broken_stream(exc)

@@ -209,20 +209,14 @@ class AppeearsClient:
     async def open_file(self, task_id: str, file_id: str) -> BundleFileStream:
         """Opens a bundle file for streaming; the response is open until the stream is exhausted or closed."""
         url = self.http.url(f"/bundle/{task_id}/{file_id}")
-        for _ in range(MAX_REDIRECTS + 1):
-            stack = AsyncExitStack()
-            try:
-                # Public endpoint: no token is sent, so none can follow a redirect to storage on another host.
-                response = await stack.enter_async_context(self.http.stream("GET", url, authenticate=False))
-            except BaseException:
-                await stack.aclose()
-                raise
-            location = response.headers.get("Location")
-            if response.status_code not in (301, 302, 303, 307, 308) or not location:
-                return BundleFileStream(self.http, stack, response)
+        stack = AsyncExitStack()
+        try:
+            response = await stack.enter_async_context(
+                self.http.stream_following(url, MAX_REDIRECTS, "a bundle download"))
+        except BaseException:
             await stack.aclose()
-            url = str(response.request.url.join(location))
-        raise errors.UpstreamError(f"{TITLE} redirected a bundle download too often", upstream=NAME)
+            raise
+        return BundleFileStream(self.http, stack, response)
 
 
 class BundleFileStream:

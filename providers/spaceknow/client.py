@@ -102,17 +102,8 @@ class SpaceKnowClient:
     @asynccontextmanager
     async def grid_file(self, map_id: str, zoom: int, x: int, y: int, file_name: str,
                         geometry_id: str = "-") -> AsyncIterator[httpx.Response]:
-        """The doc's tile download (public: no token is sent, so none follows a redirect to another host).
-
-        It may answer a redirect to the file in storage: each hop is followed here, and only a final answer is
-        yielded; a 3xx body is never streamed as if it were the file."""
+        """The doc's tile download: public, and it may redirect to the file in storage (`stream_following`)."""
         url = self.http.url(self.options.path("grid_file").format(
             signed_map_id=map_id, request_geometry_id=geometry_id, zoom=zoom, x=x, y=y, file_name=file_name))
-        for _hop in range(self.options.grid_max_redirects + 1):
-            async with self.http.stream("GET", url, authenticate=False) as response:
-                if not response.is_redirect:
-                    yield response
-                    return
-                url = str(response.url.join(response.headers["Location"]))
-        raise errors.UpstreamError(f"{TITLE} redirected a grid download more than "
-                                   f"{self.options.grid_max_redirects} times", upstream=NAME)
+        async with self.http.stream_following(url, self.options.grid_max_redirects, "a grid download") as response:
+            yield response
