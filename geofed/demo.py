@@ -1,6 +1,7 @@
 """The demo launcher: the one place where product code imports `simulators`.
 
-In demo mode every registered upstream without a configured URL is served by its simulator on loopback, and
+In demo mode every registered upstream without a configured URL is served by its simulator on loopback (all in
+one child process of the server, `simulators.server.SimulatorProcess`), and
 `geofed.upstreams` is told where it listens and which demo credentials it accepts.
 """
 
@@ -20,13 +21,13 @@ def start_simulators(settings: Settings) -> Any:
     if not settings.demo:
         return None
     from simulators import specs
-    from simulators.server import SimulatorServer
+    from simulators.server import SimulatorProcess
 
     known = specs()
     wanted = [n for n in registry.names() if n in known and not settings.upstream_url(n)]
     if not wanted:
         return None
-    server = SimulatorServer(port=settings.simulator_port, names=wanted).start()
+    server = SimulatorProcess(port=settings.simulator_port, names=wanted).start()
     for name, url in server.base_urls.items():
         spec = known[name]
         upstreams.set_simulated(name, upstreams.Simulated(url, dict(spec.credentials), dict(spec.aux_paths)))

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators import geofed_env
+from simulators import NAMES, geofed_env
 from simulators.server import SimulatorServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,8 @@ def launch_geofed(env: dict[str, str], data_dir: Path, port: int | None = None, 
 
 @pytest.fixture(scope="session")
 def sims() -> Iterator[Sims]:
-    server = SimulatorServer().start()
+    # geofed's own five, whatever plugins a test module put on sys.path before this fixture first ran
+    server = SimulatorServer(names=list(NAMES)).start()
     yield Sims(server)
     server.stop()
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulators import available
+from simulators import NAMES
 from tests.conftest import GeofedServer, Sims
 
 
@@ -107,8 +109,8 @@ def test_healthz_reports_each_upstream_mode(geofed: GeofedServer) -> None:
     body = geofed.get("/healthz").json()
     assert body["status"] == "ok"
     # every upstream with a service (a simulator), plus those without one (the emissions inventory)
-    served = {name: u for name, u in body["upstreams"].items() if name in available()}
-    assert set(served) == set(available()) and set(body["upstreams"]) - set(served) <= {"inventory"}
+    served = {name: u for name, u in body["upstreams"].items() if name in NAMES}
+    assert set(served) == set(NAMES) and set(body["upstreams"]) - set(served) <= {"inventory"}
     assert body["upstreams"]["inventory"]["mode"] == "local"  # a service of geofed's own: always enabled
     # the test server is configured like production (URLs set): every upstream is "real" to geofed
     assert {u["mode"] for u in served.values()} == {"real"}
@@ -182,6 +184,39 @@ def test_demo_mode_runs_simulators_and_says_so(start_geofed: Any) -> None:
     first = collections[0]["id"]
     items = server.get(f"/collections/{first}/items", params={"f": "json", "limit": 2})
     assert items.status_code == 200 and items.json()["features"]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the simulators' process")
+def test_demo_simulators_run_in_a_child_process_that_ends_with_the_server(start_geofed: Any) -> None:
+    server: GeofedServer = start_geofed(with_simulators=False, GEOFED_DEMO="1")
+    assert server.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 1}).status_code == 200
+    simulators = children(server.process.pid)
+    assert len(simulators) == 1, simulators
+    server.process.kill()  # no shutdown hook runs: the child must notice on its own
+    server.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while running(simulators[0]):
+        assert time.monotonic() < deadline, "the demo simulators outlived the server"
+        time.sleep(0.2)
+
+
+def running(pid: int) -> bool:
+    try:  # a zombie (ended, not yet reaped) has an empty command line
+        return b"simulators.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_demo_off_without_urls_disables_upstreams(start_geofed: Any) -> None:

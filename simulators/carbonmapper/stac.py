@@ -17,7 +17,9 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+import shapely
 import shapely.geometry
+import shapely.prepared
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -115,7 +117,38 @@ def routes(state: SimulatorState, limiter: RateLimiter) -> list[BaseRoute]:
         if getattr(app_state, "stac_items", None) is None:
             app_state.stac_items = build_items(app_state.catalog)
             app_state.stac_index = {(i["collection"], i["id"]): i for i in app_state.stac_items}
+            by_collection: dict[str, list[dict[str, Any]]] = {}
+            for rank, i in enumerate(app_state.stac_items):
+                i["_rank"] = rank
+                by_collection.setdefault(i["collection"], []).append(i)
+            app_state.stac_by_collection = by_collection
+            app_state.stac_tree = shapely.STRtree([shapely.box(*i["bbox"]) for i in app_state.stac_items])
         return app_state.stac_items
+
+    def candidates(request: Request, collections: Any, area: Any) -> list[dict[str, Any]]:
+        """The items a search can match, in the default order: those whose bbox meets the search area (an R-tree
+        query), else only the named collections' when it names some, else all."""
+        every = items_of(request)
+        if area is not None:
+            return [every[i] for i in sorted(request.app.state.stac_tree.query(area).tolist())]
+        if not collections or not isinstance(collections, list):
+            return every
+        by_collection = request.app.state.stac_by_collection
+        chosen = [i for c in dict.fromkeys(map(str, collections)) for i in by_collection.get(c, [])]
+        return sorted(chosen, key=lambda i: i["_rank"]) if len(collections) > 1 else chosen
+
+    def extent_of(request: Request, cid: str) -> tuple[list[float], list[Any]]:
+        """A collection's bbox and first/last datetimes, computed once (the items never change)."""
+        extents = getattr(request.app.state, "stac_extents", None)
+        if extents is None:
+            extents = request.app.state.stac_extents = {}
+        if cid not in extents:
+            mine = [i for i in items_of(request) if i["collection"] == cid]
+            xs = [c for i in mine for c in (i["bbox"][0], i["bbox"][2])] or [-180.0, 180.0]
+            ys = [c for i in mine for c in (i["bbox"][1], i["bbox"][3])] or [-90.0, 90.0]
+            times = [i["_dt"] for i in mine]
+            extents[cid] = ([min(xs), min(ys), max(xs), max(ys)], [min(times), max(times)] if times else [])
+        return extents[cid]
 
     def base(request: Request) -> str:
         return f"{service_root(request)}{ROOT}"
@@ -138,17 +171,14 @@ def routes(state: SimulatorState, limiter: RateLimiter) -> list[BaseRoute]:
     def collection_json(request: Request, cid: str) -> dict[str, Any]:
         b = base(request)
         info = COLLECTIONS[cid]
-        mine = [i for i in items_of(request) if i["collection"] == cid]
-        xs = [c for i in mine for c in (i["bbox"][0], i["bbox"][2])] or [-180.0, 180.0]
-        ys = [c for i in mine for c in (i["bbox"][1], i["bbox"][3])] or [-90.0, 90.0]
-        times = [i["_dt"] for i in mine]
+        bbox, times = extent_of(request, cid)
         return {
             "type": "Collection", "stac_version": "1.0.0", "id": cid, "title": info["title"],
             "description": f"Carbon Mapper {info['title']}", "license": "CC-BY-4.0",
             "keywords": ["carbon mapper", info["gas"].lower(), info["kind"]],
-            "extent": {"spatial": {"bbox": [[min(xs), min(ys), max(xs), max(ys)]]},
-                       "temporal": {"interval": [[iso(min(times)) if times else None,
-                                                  iso(max(times)) if times else None]]}},
+            "extent": {"spatial": {"bbox": [bbox]},
+                       "temporal": {"interval": [[iso(times[0]) if times else None,
+                                                  iso(times[1]) if times else None]]}},
             "links": [{"rel": "self", "href": f"{b}/collections/{cid}", "type": "application/json"},
                       {"rel": "items", "href": f"{b}/collections/{cid}/items", "type": "application/geo+json"},
                       {"rel": "root", "href": f"{b}/", "type": "application/json"},
@@ -220,8 +250,8 @@ def routes(state: SimulatorState, limiter: RateLimiter) -> list[BaseRoute]:
     def search_response(request: Request, params: dict[str, Any], href: str) -> Response:
         offset = _int(request.query_params.get("offset", params.get("offset", 0)), "offset", 0)
         limit = _int(params.get("limit", 10), "limit", 1, cfg.get("stac_max_limit", 1000))
-        keep = _predicate(params)
-        matched = [i for i in items_of(request) if keep(i)]
+        keep, area = _predicate(params)
+        matched = [i for i in candidates(request, params.get("collections"), area) if keep(i)]
         if cfg.get("stac_sortby") and params.get("sortby"):
             matched = _sorted(matched, params["sortby"])
         page = matched[offset:offset + limit]
@@ -279,7 +309,8 @@ def _get_params(request: Request) -> dict[str, Any]:
     return out
 
 
-def _predicate(params: dict[str, Any]) -> Any:
+def _predicate(params: dict[str, Any]) -> tuple[Any, Any]:
+    """(keep(item) → bool, the search area as a shapely geometry or None)."""
     bbox = params.get("bbox")
     if bbox is not None:
         try:
@@ -296,6 +327,10 @@ def _predicate(params: dict[str, Any]) -> Any:
         except (ValueError, TypeError, KeyError, AttributeError):
             raise Invalid("intersects", "intersects must be a GeoJSON geometry string") from None
     when = interval(params.get("datetime"), "datetime")
+    # computed once per search, not per item: the simulator's CPU is the demo server's CPU
+    bounds = area.bounds if area is not None else (0.0, 0.0, 0.0, 0.0)
+    area_is_box = area is not None and area.equals(shapely.geometry.box(*bounds))
+    prepared = shapely.prepared.prep(area) if area is not None else None
     ids = set(params.get("ids") or [])
     collections = set(params.get("collections") or [])
     gas, sector = params.get("gas"), params.get("sector")
@@ -315,14 +350,15 @@ def _predicate(params: dict[str, Any]) -> Any:
             return False
         if area is not None:
             b = item["bbox"]
-            if not (b[0] <= area.bounds[2] and area.bounds[0] <= b[2] and b[1] <= area.bounds[3]
-                    and area.bounds[1] <= b[3]):
+            if not (b[0] <= bounds[2] and bounds[0] <= b[2] and b[1] <= bounds[3] and bounds[1] <= b[3]):
                 return False
-            if not area.intersects(shapely.geometry.shape(item["geometry"])):
+            if area_is_box:
+                return True  # every item is a box (scene) or a point (plume): overlapping bounds intersect
+            if not prepared.intersects(shapely.geometry.shape(item["geometry"])):
                 return False
         return True
 
-    return keep
+    return keep, area
 
 
 def _sorted(items: list[dict[str, Any]], sortby: Any) -> list[dict[str, Any]]:
