@@ -9,11 +9,13 @@ in this process: each client loops over a weighted mix of what users do —
 - an async job (`appeears-extract`, `Prefer: respond-async`) polled every second until it is final —
 
 and the script prints requests/s, p50/p95/p99, the error count (non-2xx answers, dropped connections, jobs that
-failed or were not final in time) and the server's RSS at start (after a warm-up) and at the end.
+failed or were not final in time) and the server's RSS: idle (after one request of each kind), at the start of
+the measured run (after `BENCH_LOAD_WARMUP` seconds of the same load) and at its end.
 Goal: 0 errors and RSS end ≤ start + 20 %.
 
 `python -m benchmarks load`; `BENCH_LOAD_CLIENTS` and `BENCH_LOAD_SECONDS` change the load (defaults 200, 60);
-`BENCH_LOAD_ROUNDS` repeats it against the same server (RSS printed after each round).
+`BENCH_LOAD_ROUNDS` repeats it against the same server (RSS printed after each round); `BENCH_GEOFED_X=v` sets
+the server's `GEOFED_X`.
 Everything runs on 127.0.0.1; the run is bounded (no request starts after the duration; stragglers are given
 `DRAIN` seconds and then cancelled and counted as errors). Figures are printed, never asserted.
 """
@@ -34,12 +36,16 @@ from typing import Any
 
 import httpx
 
-from benchmarks.harness import ROOT, _clean_env, _wait, free_port
+from benchmarks.harness import ROOT, _clean_env, _wait, free_port, rss_mb
 
 CLIENTS = int(os.environ.get("BENCH_LOAD_CLIENTS", "200"))
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
 # more rounds against the same server tell a leak (RSS grows every round) from caches filling (it levels off)
 ROUNDS = int(os.environ.get("BENCH_LOAD_ROUNDS", "1"))
+# Seconds of the same load before the measured run, not counted: a server's working set at full concurrency
+# (a thread stack and a SQLite connection per worker thread, connection pools, caches, allocator high-water
+# marks) is reached in the first seconds; growth after that is what a leak looks like. Both RSS figures print.
+WARMUP = float(os.environ.get("BENCH_LOAD_WARMUP", "15"))
 DRAIN = 60.0  # seconds in-flight requests may take after the run
 REQUEST_TIMEOUT = 60.0
 POLYGON = {"type": "Polygon", "coordinates": [[[13.60, 45.55], [13.85, 45.55], [13.85, 45.75], [13.60, 45.75],
@@ -147,14 +153,14 @@ async def client_loop(n: int, client: httpx.AsyncClient, rec: Recorder, deadline
             await actions[kind](client, rec, rng)
 
 
-async def drive(url: str) -> tuple[Recorder, float]:
+async def drive(url: str, seconds: float = SECONDS) -> tuple[Recorder, float]:
     rec = Recorder()
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT, limits=limits) as client:
         started = time.monotonic()
-        deadline = started + SECONDS
+        deadline = started + seconds
         tasks = [asyncio.create_task(client_loop(n, client, rec, deadline)) for n in range(CLIENTS)]
-        done, pending = await asyncio.wait(tasks, timeout=SECONDS + DRAIN)
+        done, pending = await asyncio.wait(tasks, timeout=seconds + DRAIN)
         for task in pending:
             task.cancel()
             rec.error("unfinished", "a client was still waiting after the drain period")
@@ -166,13 +172,6 @@ async def drive(url: str) -> tuple[Recorder, float]:
 
 
 # ---------------------------------------------------------------- the server and its memory
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
@@ -189,12 +188,18 @@ def warm_up(url: str) -> None:
         client.post("/processes/sentinelhub-statistics/execution", json={"inputs": STATISTICS})
 
 
+def server_settings() -> dict[str, str]:
+    """`BENCH_GEOFED_X=v` runs the server with `GEOFED_X=v` (the harness drops the caller's own GEOFED_*), to
+    compare settings: e.g. `BENCH_GEOFED_MAX_ACTIVE_REQUESTS=0` (no admission control)."""
+    return {k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_GEOFED_")}
+
+
 def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="geofed-load-") as data_dir:
         env = _clean_env({"GEOFED_DEMO": "1", "GEOFED_PORT": str(port), "GEOFED_HOST": "127.0.0.1",
                           "GEOFED_PUBLIC_URL": f"http://127.0.0.1:{port}", "GEOFED_DATA_DIR": data_dir,
-                          "GEOFED_LOG_LEVEL": "WARNING"})
+                          "GEOFED_LOG_LEVEL": "WARNING", **server_settings()})
         log = Path(data_dir) / "server.log"
         with log.open("wb") as out:
             process = subprocess.Popen([sys.executable, "-m", "geofed.cli", "serve"], cwd=ROOT, env=env,
@@ -203,6 +208,11 @@ def main() -> None:
         try:
             _wait(f"{url}/healthz", process)
             warm_up(url)
+            idle_rss = rss_mb(process.pid)
+            if WARMUP > 0:
+                warm, _ = asyncio.run(drive(url, WARMUP))
+                print(f"  warm-up: {WARMUP:.0f} s of the same load, {sum(map(len, warm.latencies.values()))} "
+                      f"requests (not counted), {sum(warm.errors.values())} errors", flush=True)
             start_rss = rss_mb(process.pid)
             for round_ in range(ROUNDS):
                 rec, elapsed = asyncio.run(drive(url))
@@ -217,11 +227,11 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         tail = [line for line in log.read_text(errors="replace").splitlines() if "Traceback" in line or "ERROR" in line]
-    report(rec, elapsed, start_rss, end_rss, peak_rss, tail)
+    report(rec, elapsed, (idle_rss, start_rss, end_rss, peak_rss), tail)
 
 
-def report(rec: Recorder, elapsed: float, start_rss: float, end_rss: float, peak_rss: float,
-           log_errors: list[str]) -> None:
+def report(rec: Recorder, elapsed: float, rss: tuple[float, float, float, float], log_errors: list[str]) -> None:
+    idle_rss, start_rss, end_rss, peak_rss = rss
     every = [x for values in rec.latencies.values() for x in values]
     errors = sum(rec.errors.values())
     print(f"load: {CLIENTS} clients, {SECONDS:.0f} s (+ drain), loopback, `geofed serve` in demo mode")
@@ -236,8 +246,8 @@ def report(rec: Recorder, elapsed: float, start_rss: float, end_rss: float, peak
         print(f"    e.g. {kind}: {example}")
     growth = (end_rss / start_rss - 1) * 100 if start_rss else float("nan")
     verdict = "flat" if growth <= 20 else "GREW"
-    print(f"  server RSS: start {start_rss:.0f} MB, end {end_rss:.0f} MB ({growth:+.0f} %, {verdict}), "
-          f"peak {peak_rss:.0f} MB")
+    print(f"  server RSS: idle {idle_rss:.0f} MB; after the warm-up {start_rss:.0f} MB; end {end_rss:.0f} MB "
+          f"({growth:+.0f} % over the measured run, {verdict}); peak {peak_rss:.0f} MB")
     print(f"  server log: {len(log_errors)} ERROR/Traceback lines" + (f", e.g. {log_errors[0][:200]}"
                                                                      if log_errors else ""))
 

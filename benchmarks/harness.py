@@ -189,12 +189,17 @@ def load(url: str, requests: int = 200, concurrency: int = 8, warmup: int = 5,
         return Stats(requests, time.perf_counter() - started, latencies, errors)
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the peak resident set size of a process, from /proc (Linux)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident set size (`VmRSS`, or its peak `VmHWM`) in MB, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the peak resident set size of a process, from /proc (Linux)."""
+    return rss_mb(pid, "VmHWM")
 
 
 def ratio(a: float, b: float) -> str:

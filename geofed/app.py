@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geofed import __version__, errors, registry, upstreams
+from geofed.admission import Admission
 from geofed.errordocs import error_response
 from geofed.limits import RequestLimits
 from geofed.observability import HEALTH, REGISTRY, REQUEST_SECONDS, REQUESTS, route_label
@@ -158,6 +159,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     from geofed.ogc import conformance
 
     conformance.install()
+    from geofed.ogc import workarounds
+
+    workarounds.install()
     import pygeoapi.starlette_app as pygeoapi_app  # reads the config written above
 
     extensions = _extensions(settings)
@@ -194,6 +198,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             expose_headers=["*"],
         ),
         Middleware(RateLimit, settings=settings),  # issue 15: 429 per API key, before any work
+        Middleware(Admission, settings=settings),  # issue 15: a bounded number of requests in progress
         Middleware(RequestLimits, settings=settings),  # issue 15: 413 / bounded filters, before pygeoapi
     ]
     for ext in extensions:

@@ -92,7 +92,12 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, description="consecutive failures that open an upstream's circuit")
     breaker_reset: float = Field(30.0, description="seconds an open circuit waits before a trial call")
     token_refresh_margin: float = Field(60.0, description="refresh tokens this many seconds before expiry")
-    threads: int = Field(64, description="worker threads for pygeoapi handlers (slow upstreams must not stall)")
+    max_active_requests: int = Field(
+        24, description="requests worked on at once; more wait their turn (0 = no limit)")
+    admission_wait: float = Field(60.0, description="seconds a request may wait for its turn (then 503)")
+    threads: int = Field(
+        32, description="worker threads for pygeoapi handlers (at least GEOFED_MAX_ACTIVE_REQUESTS: slow upstreams "
+        "must not stall)")
     federation_timeout: float = Field(20.0, description="seconds each STAC federation member may take")
     federation_sort_cap: int = Field(
         10_000, description="most matches read from a STAC member that cannot sort as asked (more → 400)"
@@ -114,7 +119,8 @@ class Settings(BaseSettings):
     inventory_max_km2: float = Field(
         1_000_000.0, description="emissions-inventory: largest area (km²) accepted at all (larger → 400)")
     malloc_arenas: int = Field(2, description="glibc malloc arenas for `geofed serve` (0 = glibc's default)")
-    simulator_port: int = Field(0, description="port of the in-process simulators in demo mode; 0 = any free")
+    simulator_port: int = Field(
+        0, description="port of the demo simulators (a child process of the server); 0 = any free")
 
     @field_validator("public_url")
     @classmethod

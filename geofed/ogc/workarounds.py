@@ -1,4 +1,5 @@
-"""pygeoapi 0.24 workarounds for `POST /collections/{id}/items` (each has a test in tests/test_abuse.py).
+"""pygeoapi 0.24 workarounds: `POST /collections/{id}/items` (each has a test in tests/test_abuse.py), and one
+shortcut (`install()`).
 
 pygeoapi answers these with a 500 (reported upstream, see the issue 15 closing note):
 - no `Content-Type`: `starlette_app.collection_items` falls through and returns None → TypeError;
@@ -55,3 +56,25 @@ def declared_metadata(metadata: dict[str, object]) -> dict[str, object]:
     """A per-instance copy of a processor's metadata whose `jobControlOptions` pygeoapi cannot extend."""
     options = metadata.get("jobControlOptions") or ["sync-execute"]
     return {**metadata, "jobControlOptions": DeclaredOptions(options)}  # type: ignore[arg-type]
+
+
+def install() -> None:
+    """Patches pygeoapi where nothing can sit in front of it.
+
+    `get_collection_items` sends every bbox through `crs.transform_bbox`, which builds a pyproj transformer and
+    looks the target up in the EPSG database (`to_epsg`) even when the bbox is already in the storage CRS — the
+    case of every plain `bbox=` request, and ~8 % of the server's CPU under load. Same CRS: the bbox as given.
+    """
+    from pygeoapi.api import itemtypes
+
+    original = itemtypes.transform_bbox
+    if getattr(original, "geofed_same_crs", False):
+        return
+
+    def transform_bbox(bbox: list[float], from_crs: str, to_crs: str, *args: object, **kwargs: object) -> list[float]:
+        if isinstance(from_crs, str) and from_crs == to_crs:
+            return list(bbox)
+        return original(bbox, from_crs, to_crs, *args, **kwargs)
+
+    transform_bbox.geofed_same_crs = True  # type: ignore[attr-defined]
+    itemtypes.transform_bbox = transform_bbox

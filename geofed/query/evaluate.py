@@ -16,7 +16,7 @@ import shapely.geometry
 from shapely.errors import GEOSException
 
 from geofed import cql2
-from geofed.query.parse import BBox, instant
+from geofed.query.parse import BBox, geometry_bounds, instant
 
 Matcher = Callable[[dict[str, Any]], bool]
 # a STAC item's time: its instant, or its range
@@ -43,6 +43,17 @@ def _shape(obj: dict[str, Any]) -> Any:
         return shapely.geometry.box(*box[:2], *box[-2:]) if box else None
     except (GEOSException, ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def _bounds(obj: dict[str, Any]) -> tuple[float, float, float, float]:
+    nan = float("nan")
+    box = obj.get("bbox")
+    try:
+        if box and len(box) in (4, 6):
+            return (float(box[0]), float(box[1]), float(box[-3 if len(box) == 6 else 2]), float(box[-1]))
+        return geometry_bounds(obj["geometry"]) if obj.get("geometry") else (nan, nan, nan, nan)
+    except (TypeError, ValueError):
+        return (nan, nan, nan, nan)
 
 
 def time_range(props: dict[str, Any], fields: tuple[str, ...]) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -74,16 +85,29 @@ def matcher(
     area = area_of(bbox, intersects)
     timed = start is not None or end is not None
     keep_filter = cql2.predicate(node, set(temporal) | {f for f in time_fields})
+    # Bounds first: most objects of a scan are told apart by them, without building a shapely geometry.
+    aw, as_, ae, an = area.bounds if area is not None else (0.0, 0.0, 0.0, 0.0)
+    rectangle = area is not None and intersects is None
+
+    def within_area(obj: dict[str, Any]) -> bool:
+        w, s, e, n = _bounds(obj)
+        if w <= e:  # (a bbox across the antimeridian, west > east, is left to shapely)
+            if not (w <= ae and aw <= e and s <= an and as_ <= n):
+                return False
+            if rectangle and aw <= w and e <= ae and as_ <= s and n <= an:
+                return True
+        elif w != w:
+            return False  # no usable geometry (NaN bounds)
+        shape = _shape(obj)
+        return shape is not None and bool(area.intersects(shape))
 
     def matches(obj: dict[str, Any]) -> bool:
         if wanted_ids and obj.get("id") not in wanted_ids:
             return False
         if wanted_collections and obj.get("collection") not in wanted_collections:
             return False
-        if area is not None:
-            shape = _shape(obj)
-            if shape is None or not area.intersects(shape):
-                return False
+        if area is not None and not within_area(obj):
+            return False
         if timed:
             first, last = time_range(obj.get("properties") or {}, time_fields)
             if first is None or last is None:
