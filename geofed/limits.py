@@ -47,11 +47,11 @@ class PayloadTooLarge(errors.GeofedError):
 
 def vertices(geometry: dict[str, Any]) -> int:
     """Number of positions in a GeoJSON geometry (0 for anything malformed), without recursion."""
-    count, stack = 0, [geometry.get("coordinates"), *(geometry.get("geometries") or [])]
+    count, stack = 0, [geometry]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            stack.extend([item.get("coordinates"), *(item.get("geometries") or [])])
+            stack.extend([item.get("coordinates"), item.get("geometries")])  # any type: malformed is counted 0
         elif isinstance(item, list):
             if item and all(isinstance(v, int | float) for v in item):
                 count += 1

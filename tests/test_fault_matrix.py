@@ -80,7 +80,7 @@ def fault_settings(upstream: str, fault: str, path: str) -> dict[str, Any] | Non
         "http-429": {"status": 429, "count": 1, "retry_after": value, "retry_after_unit": unit},
         "malformed-json": {"malformed": True},
         "cut-short": {"truncate_bytes": 120},
-        "slow-drip": {"drip_ms": 150},
+        "slow-drip": {"drip_ms": 40},  # every body still complete within TIMEOUT (a longer one: the test below)
     }[fault]}
 
 
@@ -324,3 +324,20 @@ def readme_table() -> dict[str, dict[str, tuple[str, str]]]:
 
 def test_readme_failure_table_matches_the_matrix() -> None:
     assert readme_table() == EXPECTED
+
+
+def test_a_body_trickling_in_past_the_timeout_is_a_504(sims: Sims, matrix_server: GeofedServer) -> None:
+    """Each piece of the body comes within the read timeout, the whole takes far longer than it: the call ends
+    at GEOFED_HTTP_TIMEOUT (per attempt), as a 504 naming the upstream — not a 200 many seconds later."""
+    call = Recorder(matrix_server)
+    sims.faults("carbonmapper", path=PROBES["carbonmapper"].fault_path, drip_ms=TIMEOUT * 1000 * 0.6)
+    try:
+        response = call.get("/collections/carbonmapper-plumes/items",
+                            params={"f": "json", "limit": 100, "datetime": fresh_interval()})
+        dripped = sims.log("carbonmapper", PROBES["carbonmapper"].fault_path)
+    finally:
+        sims.clear("carbonmapper")
+    assert dripped, "the fault was never met"
+    assert response.status_code == 504, response.text[:500]
+    assert classify(response, "carbonmapper", refused=False) == "504"
+    scan_secrets(sims, matrix_server, call.responses)

@@ -3,12 +3,14 @@
 Per call, in this order: circuit breaker → retries (idempotent calls only, jittered exponential backoff via
 stamina, honouring `Retry-After` in the upstream's unit; a stream is retried only before its first byte) →
 auth (the token is refreshed early and once for all callers; one retry after an expiry status) → the exchange
-(through the TTL cache for cacheable reads) → bookkeeping in `Outcomes` (breaker, `/healthz`, metrics) and the
+(through the TTL cache for cacheable reads; a whole read bounded by the call's timeout) →
+bookkeeping in `Outcomes` (breaker, `/healthz`, metrics) and the
 mapping of a refusal to a `geofed.errors.UpstreamError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -157,8 +159,15 @@ async def _exchange(client: Upstream, call: Call) -> httpx.Response:
             timeout=client.policy.timeout_for(call.timeout),
         )
         started = time.monotonic()
+        # httpx's timeouts bound each wait (connect, each read), so a body trickling in never ends a call; a
+        # read's total is bounded here. A stream's body is the caller's to read, bounded by the read timeout.
+        total = None if call.stream else (call.timeout if call.timeout is not None else client.policy.timeout)
         try:
-            response = await http.send(request, stream=call.stream)
+            async with asyncio.timeout(total):
+                response = await http.send(request, stream=call.stream)
+        except TimeoutError:
+            client.outcomes.exchanged("timeout", started)
+            raise httpx.ReadTimeout(f"no complete answer within {total:g} s", request=request) from None
         except httpx.TransportError as exc:
             client.outcomes.exchanged("timeout" if isinstance(exc, httpx.TimeoutException) else "connect", started)
             raise
