@@ -39,8 +39,10 @@ def rfc3339(value: dt.datetime | None, fraction: bool = False) -> str | None:
     """`2024-05-01T12:00:00Z` (UTC, `Z`), or None."""
     if value is None:
         return None
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if fraction else "%Y-%m-%dT%H:%M:%SZ"
-    return value.astimezone(dt.UTC).strftime(fmt)
+    # isoformat, not strftime: ~3× faster (it runs for every time field of every mapped record) and it always
+    # writes a four-digit year
+    utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return f"{utc.isoformat(timespec='microseconds' if fraction else 'seconds')}Z"
 
 
 def parse_datetime(value: str, parameter: str = "datetime") -> dt.datetime:
