@@ -39,6 +39,9 @@ def main() -> None:
                   f"RSS {after[-1]:.0f} MB", flush=True)
             for failure in failures[:3]:
                 print(f"    e.g. {failure[:1500]}")
+            if failures:
+                for traceback in server.tracebacks()[-2:]:
+                    print(f"    server log: {traceback[-2500:]}")
         growth = (after[-1] / after[0] - 1) * 100
         print(f"  server RSS: before {before:.0f} MB, after round 1 {after[0]:.0f} MB, after round {ROUNDS} "
               f"{after[-1]:.0f} MB ({growth:+.0f} % after round 1, {'flat' if growth <= 20 else 'GREW'}); "

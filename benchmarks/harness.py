@@ -87,6 +87,12 @@ def simulators_process(extra_env: dict[str, str] | None = None) -> Iterator[dict
 class Server:
     url: str
     pid: int
+    log: Path  # the server's stdout and stderr (exists while the server runs)
+
+    def tracebacks(self) -> list[str]:
+        """Every traceback in the server's log so far, whole."""
+        text = self.log.read_text(errors="replace")
+        return [f"Traceback{part}".split("\nINFO:", 1)[0] for part in text.split("Traceback")[1:]]
 
 
 @contextmanager
@@ -97,14 +103,14 @@ def geofed_process(env: dict[str, str]) -> Iterator[Server]:
             "GEOFED_DEMO": "0", "GEOFED_PORT": str(port), "GEOFED_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "GEOFED_DATA_DIR": data_dir, "GEOFED_LOG_LEVEL": "WARNING", **env,
         })
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geofed.cli", "serve"], cwd=ROOT, env=full,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        log = Path(data_dir) / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "geofed.cli", "serve"], cwd=ROOT, env=full,
+                                       stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait(f"{url}/healthz", process)
-            yield Server(url, process.pid)
+            yield Server(url, process.pid, log)
         finally:
             process.terminate()
             process.wait(timeout=15)

@@ -70,14 +70,16 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = {"done": False, "held": False}
+        started = {"done": False, "held": False, "status": 0}
 
         async def watch(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = dict(message.get("headers") or [])
-                # a mounted app's own error page (Starlette's plain-text 500, e.g. pygeoapi's): replaced below
-                if message["status"] >= 500 and headers.get(b"content-type", b"").startswith(b"text/plain"):
-                    started["held"] = True
+                # a router's or mounted app's own plain-text page (Starlette's 404 for a path no route matches,
+                # its 500, e.g. pygeoapi's): replaced by an error document below
+                status = message["status"]
+                if (status >= 500 or status == 404) and headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    started["held"], started["status"] = True, status
                     return
                 started["done"] = True
             if not started["held"]:
@@ -93,6 +95,9 @@ class ErrorBoundary:
         if exc is not None and started["done"]:
             raise exc
         stac = scope.get("path", "").startswith("/stac")
+        if exc is None and started["status"] == 404:
+            await error_response(errors.NotFound("nothing is served at this path"), stac)(scope, receive, send)
+            return
         if exc is None or not isinstance(exc, errors.GeofedError):
             LOGGER.error("unhandled error on %s", scope.get("path"), exc_info=exc)
         if isinstance(exc, errors.GeofedError):

@@ -195,7 +195,13 @@ class RequestLimits:
             raise cql2.FilterTooComplex(f"'{parameter}' is nested too deeply", parameter=parameter)
         try:
             document = orjson.loads(body)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if "surrogate" in str(exc):
+                # JSON's syntax admits "\udb3a"; Python's json (pydantic, both faces) decodes it to a string no
+                # encoder can write back (orjson, UTF-8 responses): refused here instead of a 500 further on
+                raise errors.InvalidParameter(
+                    "the request body has a string with an unpaired surrogate escape (\\uD800–\\uDFFF), which is "
+                    "not Unicode text", parameter="body") from None
             return body  # the face answers malformed JSON itself
         if OGC_ITEMS.match(path):
             check_filter(document)

@@ -161,3 +161,25 @@ def test_a_geometry_collection_with_malformed_geometries_is_not_a_500(geofed: An
     assert stray.status_code == 200, stray.text  # an unknown member is ignored, as STAC allows
     bad = geofed.post("/stac/search", json={"intersects": {"type": "GeometryCollection", "geometries": 5}})
     assert bad.status_code == 400 and "intersects" in bad.text, bad.text
+
+
+@pytest.mark.parametrize("path", ["/stac/search", "/collections/carbonmapper-plumes/items",
+                                  "/processes/sentinelhub-statistics/execution"])
+def test_a_json_body_with_an_unpaired_surrogate_is_a_400(geofed: Any, path: str) -> None:
+    """Found by `python -m benchmarks fuzz`: `{"collections": ["\\udb3a"]}` is valid JSON syntax, but the string
+    it decodes to cannot be encoded again (a 500 when the STAC face hashed the query)."""
+    body = b'{"collections": ["\\udb3a"], "filter": {"op": "=", "args": [{"property": "gas"}, "\\udb3a"]}}'
+    response = geofed.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == "body" and "surrogate" in response.json()["description"]
+
+
+@pytest.mark.parametrize("path", ["/collections/carbonmapper-plumes/items/%0AINFO%3A", "/no-such-thing"])
+def test_a_path_no_route_matches_is_a_json_404(geofed: Any, path: str) -> None:
+    """Found by `python -m benchmarks fuzz`: an item id with a newline matched no route, and the router's
+    plain-text "Not Found" was not the error document the OpenAPI promises."""
+    for method in ("GET", "OPTIONS"):
+        response = httpx.request(method, f"{geofed.url}{path}", timeout=30)
+        assert response.status_code == 404, (method, response.text)
+        assert response.headers["content-type"].startswith("application/json"), (method, response.text)
+        assert response.json()["code"] == "NotFound"
