@@ -26,17 +26,13 @@ import asyncio
 import collections
 import os
 import random
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.harness import ROOT, _clean_env, _wait, free_port, rss_mb
+from benchmarks.harness import geofed_process, rss_mb
 
 CLIENTS = int(os.environ.get("BENCH_LOAD_CLIENTS", "200"))
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
@@ -195,38 +191,24 @@ def server_settings() -> dict[str, str]:
 
 
 def main() -> None:
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="geofed-load-") as data_dir:
-        env = _clean_env({"GEOFED_DEMO": "1", "GEOFED_PORT": str(port), "GEOFED_HOST": "127.0.0.1",
-                          "GEOFED_PUBLIC_URL": f"http://127.0.0.1:{port}", "GEOFED_DATA_DIR": data_dir,
-                          "GEOFED_LOG_LEVEL": "WARNING", **server_settings()})
-        log = Path(data_dir) / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "geofed.cli", "serve"], cwd=ROOT, env=env,
-                                       stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait(f"{url}/healthz", process)
-            warm_up(url)
-            idle_rss = rss_mb(process.pid)
-            if WARMUP > 0:
-                warm, _ = asyncio.run(drive(url, WARMUP))
-                print(f"  warm-up: {WARMUP:.0f} s of the same load, {sum(map(len, warm.latencies.values()))} "
-                      f"requests (not counted), {sum(warm.errors.values())} errors", flush=True)
-            start_rss = rss_mb(process.pid)
-            for round_ in range(ROUNDS):
-                rec, elapsed = asyncio.run(drive(url))
-                if ROUNDS > 1:
-                    print(f"  round {round_ + 1}: {sum(map(len, rec.latencies.values()))} requests, "
-                          f"{sum(rec.errors.values())} errors, RSS {rss_mb(process.pid):.0f} MB", flush=True)
-            end_rss, peak_rss = rss_mb(process.pid), rss_mb(process.pid, "VmHWM")
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        tail = [line for line in log.read_text(errors="replace").splitlines() if "Traceback" in line or "ERROR" in line]
+    # `make serve`'s demo mode (simulators in the server's child process), plus any BENCH_GEOFED_* settings
+    with geofed_process({"GEOFED_DEMO": "1", **server_settings()}) as server:
+        url = server.url
+        warm_up(url)
+        idle_rss = rss_mb(server.pid)
+        if WARMUP > 0:
+            warm, _ = asyncio.run(drive(url, WARMUP))
+            print(f"  warm-up: {WARMUP:.0f} s of the same load, {sum(map(len, warm.latencies.values()))} "
+                  f"requests (not counted), {sum(warm.errors.values())} errors", flush=True)
+        start_rss = rss_mb(server.pid)
+        for round_ in range(ROUNDS):
+            rec, elapsed = asyncio.run(drive(url))
+            if ROUNDS > 1:
+                print(f"  round {round_ + 1}: {sum(map(len, rec.latencies.values()))} requests, "
+                      f"{sum(rec.errors.values())} errors, RSS {rss_mb(server.pid):.0f} MB", flush=True)
+        end_rss, peak_rss = rss_mb(server.pid), rss_mb(server.pid, "VmHWM")
+        tail = [line for line in server.log.read_text(errors="replace").splitlines()
+                if "Traceback" in line or "ERROR" in line]
     report(rec, elapsed, (idle_rss, start_rss, end_rss, peak_rss), tail)
 
 

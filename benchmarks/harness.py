@@ -113,7 +113,11 @@ def geofed_process(env: dict[str, str]) -> Iterator[Server]:
             yield Server(url, process.pid, log)
         finally:
             process.terminate()
-            process.wait(timeout=15)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
 
 
 @contextmanager
