@@ -103,6 +103,7 @@ def policy(name: str, settings: Settings | None = None, **overrides: Any) -> Htt
     base = HttpPolicy(
         timeout=settings.http_timeout,
         connect_timeout=settings.http_connect_timeout,
+        keepalive_expiry=settings.http_keepalive,
         attempts=settings.http_retries,
         backoff_max=settings.http_backoff_max,
         retry_budget=settings.http_retry_budget,

@@ -197,6 +197,7 @@ class _FaultAndLogMiddleware:
             "query": scope.get("query_string", b"").decode(),
             "ts": time.time(),
             "status": None,
+            "client_port": (scope.get("client") or (None, None))[1],  # which pooled connection sent it
         }
         self.state.record(entry)
         faults = self.state.take_fault(path)

@@ -15,6 +15,9 @@ import uvicorn
 
 from simulators import available, build_root_app
 
+# Seconds an idle client connection is kept open, as uvicorn's, Node's and Apache's default: the simulators close
+# idle connections as real upstreams do, so a client that reuses one for too long meets the race in the tests.
+KEEP_ALIVE_SECONDS = 5
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -30,7 +33,8 @@ class SimulatorServer:
         self.port = port or free_port(host)
         self.names = available() if names is None else names
         self.app = build_root_app(self.names)
-        config = uvicorn.Config(self.app, host=host, port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(self.app, host=host, port=self.port, log_level="warning", lifespan="off",
+                                timeout_keep_alive=KEEP_ALIVE_SECONDS)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

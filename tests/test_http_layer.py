@@ -10,6 +10,7 @@ exercises the token refresh. How long the client actually waits is measured in `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import itertools
 import time
@@ -18,12 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from geofed import errors
+from geofed import errors, upstreams
 from geofed.http.auth import ClientCredentials
 from geofed.http.client import HttpPolicy, UpstreamClient
 from geofed.http.loop import run_sync
 from geofed.http.policy import retry_after
+from geofed.settings import Settings
 from simulators import specs
+from simulators.server import KEEP_ALIVE_SECONDS
 from tests.conftest import GeofedServer, Sims
 
 SH = specs()["sentinelhub"]  # the simulator's demo credentials and its token route
@@ -113,6 +116,29 @@ def test_upstream_errors_map_to_502_and_504(geofed: GeofedServer, sims: Sims) ->
     assert garbled.status_code == 502 and "CarbonMapper" in garbled.text
     sims.clear("carbonmapper")  # a success closes the breaker again for the tests that follow
     assert geofed.get("/collections/carbonmapper-plumes/items", params={"f": "json", "limit": 1}).status_code == 200
+
+
+def test_idle_connections_are_let_go_before_the_upstream_closes_them(sims: Sims) -> None:
+    """A request written on a pooled connection just as the upstream closes it for idleness fails (ReadError), and
+    a POST cannot be sent again: geofed's pool lets idle connections go before the upstreams' usual idle timeout
+    (the simulators close them after `KEEP_ALIVE_SECONDS`, as uvicorn, Node and Apache do)."""
+    configured = upstreams.policy("carbonmapper", Settings())  # what `make serve` runs with
+    assert configured.keepalive_expiry < KEEP_ALIVE_SECONDS
+    client = UpstreamClient("carbonmapper-keepalive", sims.url("carbonmapper"),
+                            policy=dataclasses.replace(configured, cache_ttl=0))
+    sims.clear("carbonmapper")
+
+    async def calls() -> None:
+        await client.get_json(CM_PLUMES, params={"limit": 1})
+        await client.get_json(CM_PLUMES, params={"limit": 2})
+        await asyncio.sleep(configured.keepalive_expiry + 0.5)
+        await client.get_json(CM_PLUMES, params={"limit": 3})
+
+    run_sync(calls())
+    ports = [e["client_port"] for e in sims.log("carbonmapper", CM_PLUMES)]
+    assert len(ports) == 3 and None not in ports
+    assert ports[1] == ports[0]  # back to back: the pooled connection is reused
+    assert ports[2] != ports[1]  # idle past the expiry: a new connection, never one the upstream may be closing
 
 
 # ----------------------------------------------------------------- auth

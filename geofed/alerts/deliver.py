@@ -47,7 +47,8 @@ class Courier:
         self.wake = asyncio.Event()  # set by the watcher when it has enqueued events
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
-            limits=httpx.Limits(max_connections=WEBHOOK_CONCURRENCY, max_keepalive_connections=WEBHOOK_CONCURRENCY))
+            limits=httpx.Limits(max_connections=WEBHOOK_CONCURRENCY, max_keepalive_connections=WEBHOOK_CONCURRENCY,
+                                keepalive_expiry=settings.http_keepalive))
         self._secrets: dict[str, str | None] = {}
 
     async def run(self) -> None:

@@ -55,7 +55,8 @@ class UpstreamClient:
         self.health = self.outcomes.health
         self._inflight: dict[str, asyncio.Future[httpx.Response]] = {}
         if transport is None:
-            limits = httpx.Limits(max_connections=self.policy.max_connections, max_keepalive_connections=20)
+            limits = httpx.Limits(max_connections=self.policy.max_connections, max_keepalive_connections=20,
+                                  keepalive_expiry=self.policy.keepalive_expiry)
             transport = httpx.AsyncHTTPTransport(limits=limits)
         common: dict[str, Any] = {
             "timeout": self.policy.timeout_for(None),

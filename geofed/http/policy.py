@@ -47,6 +47,10 @@ class HttpPolicy:
     # Unit of numeric Retry-After values: CarbonMapper sends seconds, Sentinel Hub milliseconds.
     retry_after_unit: Literal["s", "ms"] = "s"
     max_connections: int = 50
+    # Seconds an idle pooled connection is reused. Below the upstreams' own idle timeout (uvicorn, Node and Apache
+    # close after 5 s, gunicorn after 2 s): a request written as the upstream closes the connection fails with a
+    # ReadError, and a POST cannot be sent again safely.
+    keepalive_expiry: float = 1.5
 
     def timeout_for(self, timeout: float | None) -> httpx.Timeout:
         """The httpx timeout of one call (`timeout` overrides the policy's total for slow endpoints)."""
