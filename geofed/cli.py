@@ -42,7 +42,7 @@ def serve(host: str | None, port: int | None) -> None:
     app = create_app(settings)
     click.echo(f"geofed on http://{settings.host}:{settings.port}  (OGC API: /   STAC API: /stac/)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                proxy_headers=True, timeout_graceful_shutdown=5)
+                proxy_headers=True, timeout_graceful_shutdown=5, timeout_keep_alive=settings.keepalive)
 
 
 def load_settings() -> Settings:

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:5000"
     host: str = "127.0.0.1"
     port: int = 5000
+    keepalive: int = Field(
+        75, description="seconds an idle client connection stays open: longer than a proxy's (nginx reuses its "
+        "upstream connections for 60 s) or a client's (httpx: 5 s), so it is never closed as a request is sent")
     data_dir: Path = Path(".geofed")
     log_level: str = "INFO"
     demo: bool = True

@@ -10,7 +10,7 @@ import logging
 from typing import Any, Literal
 
 import attr
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, model_validator
 from stac_fastapi.api.app import StacApi
@@ -36,6 +36,7 @@ from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings
 from stac_fastapi.types.extension import ApiExtension
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -222,9 +223,8 @@ def _add_error_handlers(app: FastAPI) -> None:
                               "parameter": parameter}, status_code=400)
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        code = "InvalidParameterValue" if exc.status_code == 400 else "NotFound" if exc.status_code == 404 else (
-            "Error")
+        assert isinstance(exc, StarletteHTTPException)  # FastAPI's, or the router's for a path no route matches
+        code = {400: "InvalidParameterValue", 404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "Error")
         return json_response({"code": code, "description": str(exc.detail)}, status_code=exc.status_code)
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -235,7 +235,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.GeofedError, geofed_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 class LandingAlias:

@@ -183,3 +183,15 @@ def test_a_path_no_route_matches_is_a_json_404(geofed: Any, path: str) -> None:
         assert response.status_code == 404, (method, response.text)
         assert response.headers["content-type"].startswith("application/json"), (method, response.text)
         assert response.json()["code"] == "NotFound"
+
+
+@pytest.mark.parametrize("path", ["/stac/no-such-thing", "/stac/collections/carbonmapper-plumes/items/a/b"])
+def test_a_stac_path_no_route_matches_is_a_stac_error(geofed: Any, path: str) -> None:
+    """The STAC face's router answered `{"detail": "Not Found"}`, not the STAC error document (`code`,
+    `description`) its OpenAPI promises."""
+    response = httpx.get(f"{geofed.url}{path}", timeout=30)
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "NotFound" and response.json()["description"], response.text
+    refused = httpx.request("PATCH", f"{geofed.url}/stac/search", timeout=30)
+    assert refused.status_code == 405, refused.text
+    assert refused.json()["code"] == "MethodNotAllowed", refused.text
