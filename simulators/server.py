@@ -25,6 +25,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def base_urls(host: str, port: int, names: list[str]) -> dict[str, str]:
+    """Upstream name → its simulator's service root, on the one port all simulators share."""
+    return {name: f"http://{host}:{port}/{name}" for name in names}
+
+
 class SimulatorServer:
     """All simulators on one loopback port; `base_urls` maps upstream name → service root."""
 
@@ -40,7 +45,7 @@ class SimulatorServer:
 
     @property
     def base_urls(self) -> dict[str, str]:
-        return {name: f"http://{self.host}:{self.port}/{name}" for name in self.names}
+        return base_urls(self.host, self.port, self.names)
 
     def start(self, timeout: float = 15.0) -> SimulatorServer:
         self._thread = threading.Thread(target=self.server.run, name="geofed-simulators", daemon=True)
@@ -74,7 +79,7 @@ class SimulatorProcess:
 
     @property
     def base_urls(self) -> dict[str, str]:
-        return {name: f"http://{self.host}:{self.port}/{name}" for name in self.names}
+        return base_urls(self.host, self.port, self.names)
 
     def start(self, timeout: float = 30.0) -> SimulatorProcess:
         command = [sys.executable, "-m", "simulators.server", "--host", self.host, "--port", str(self.port),

@@ -38,7 +38,8 @@ class Sims:
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
         self.urls = server.base_urls
-        self.http = httpx.Client(timeout=30)
+        # idle connections let go before the simulators close them (KEEP_ALIVE_SECONDS), as geofed's own pool does
+        self.http = httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=1.5))
 
     def url(self, name: str) -> str:
         return self.urls[name]
