@@ -2,8 +2,9 @@
 
 pygeoapi's `get_oas` and stac-fastapi document the statuses of their own code only. geofed adds its own:
 the edge (`geofed.limits`: 413 for a body over `GEOFED_MAX_BODY_BYTES`; `geofed.ratelimit`: 429 when
-`GEOFED_RATE_LIMIT` is set), its error boundary (500) and upstream failures mapped by `geofed.errors`
-(502 refused/unreadable, 503 unavailable or circuit open, 504 timeout) on the routes that reach an upstream.
+`GEOFED_RATE_LIMIT` is set; `geofed.admission`: 503 when a request waited too long for its turn), its error
+boundary (500) and upstream failures mapped by `geofed.errors` (502 refused/unreadable, 503 unavailable or circuit
+open, 504 timeout) on the routes that reach an upstream.
 `add_statuses` is the one patching step; `ogc()` is the OGC face's table (pygeoapi's document, patched when
 `geofed.pygeoapi_config` writes it), `stac_bridge.app` holds the STAC face's. Only statuses a route can
 answer are added: nothing is claimed that geofed does not send.
@@ -29,7 +30,9 @@ REASONS = {
     429: "Rate limit exceeded (GEOFED_RATE_LIMIT); retry after the seconds in Retry-After",
     500: "Unexpected error in geofed (a bug: see the server log)",
     502: "The upstream answered with an error, refused geofed's credentials, or sent what geofed cannot read",
-    503: "The upstream is unavailable (its own 503, rate limited after retries, or geofed's circuit breaker is open)",
+    503: "Unavailable: geofed is busy (the request waited GEOFED_ADMISSION_WAIT for its turn; retry after the seconds "
+         "in Retry-After), or the upstream is unavailable (its own 503, rate limited after retries, or geofed's "
+         "circuit breaker is open)",
     504: "The upstream did not answer in time",
 }
 OGC_EXCEPTION = ("https://schemas.opengis.net/ogcapi/features/part1/1.0/openapi/ogcapi-features-1.yaml"
@@ -46,10 +49,13 @@ class Rule:
 
 
 def edge_codes(method: str, settings: Settings) -> set[int]:
-    """What the middleware in front of both faces adds to every route: 413 on bodies, 429 when limited."""
+    """What the middleware in front of both faces adds to every route: 413 on bodies, 429 when limited, 503 when
+    admission control is on (a request that waited `GEOFED_ADMISSION_WAIT` for its turn)."""
     codes = {413} if method in BODY_METHODS else set()
     if settings.rate_limit:
         codes.add(429)
+    if settings.max_active_requests > 0:
+        codes.add(503)
     return codes
 
 
@@ -77,7 +83,7 @@ def add_statuses(document: dict[str, Any], rules: Iterable[Rule], settings: Sett
 def error_response(code: int, schema: dict[str, Any]) -> dict[str, Any]:
     """A response object for an error status, with `Retry-After` where geofed sends it (429)."""
     out: dict[str, Any] = {"description": REASONS[code], "content": {"application/json": {"schema": schema}}}
-    if code == 429:
+    if code in (429, 503):
         out["headers"] = {"Retry-After": {"description": "seconds until a request is allowed again",
                                           "schema": {"type": "integer"}}}
     return out
@@ -87,6 +93,7 @@ OGC_RULES = (
     Rule(r".*", METHODS, (500,)),
     Rule(r"/collections/[^/]+/items", ("get", "post"), (400, 404, *UPSTREAM)),
     Rule(r"/collections/[^/]+/items/[^/]+", ("get",), (400, 404, *UPSTREAM)),
+    Rule(r"/collections/[^/]+/items/[^/]+", ("options",), (404,)),  # pygeoapi looks the item up
 )
 
 

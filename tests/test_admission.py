@@ -89,3 +89,7 @@ def test_a_request_that_waits_too_long_gets_503_with_retry_after(
     body = refused.json()
     assert body["code"] == "ServiceUnavailable" and "busy" in body["description"]
     assert ("type" in body) is not stac  # OGC exception JSON (type/title/status/detail) or STAC error JSON
+    # and the answer is documented where it can happen, with its header
+    document = server.get("/stac/api" if stac else "/openapi?f=json").json()
+    for path in ("/search" if stac else "/collections/carbonmapper-sources/items", "/conformance"):
+        assert "Retry-After" in document["paths"][path]["get"]["responses"]["503"]["headers"], path
