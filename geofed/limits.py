@@ -66,7 +66,8 @@ def check_geometries(value: Any, max_vertices: int, where: str = "body") -> None
     while stack:
         item, name = stack.pop()
         if isinstance(item, dict):
-            if item.get("type") in GEOMETRY_TYPES and vertices(item) > max_vertices:
+            kind = item.get("type")  # any JSON value: only a string names a geometry type
+            if isinstance(kind, str) and kind in GEOMETRY_TYPES and vertices(item) > max_vertices:
                 raise errors.InvalidParameter(f"'{name}' has more than {max_vertices} vertices; simplify it",
                                               parameter=name)
             stack.extend((v, name if k in ("value", "args") else k)  # {"value": geometry}: a qualified input

@@ -161,6 +161,12 @@ def test_a_geometry_collection_with_malformed_geometries_is_not_a_500(geofed: An
     assert stray.status_code == 200, stray.text  # an unknown member is ignored, as STAC allows
     bad = geofed.post("/stac/search", json={"intersects": {"type": "GeometryCollection", "geometries": 5}})
     assert bad.status_code == 400 and "intersects" in bad.text, bad.text
+    # and a "type" that is not a string (an object is not hashable: the geometry check failed on it)
+    for kind in ({"a": 1}, ["Point"], None):
+        odd = geofed.post("/stac/search", json={"&": {"type": kind, "coordinates": [1, 2]}, "limit": 1})
+        assert odd.status_code == 200, (kind, odd.text)
+        bad = geofed.post("/stac/search", json={"intersects": {"type": kind, "coordinates": [1, 2]}})
+        assert bad.status_code == 400 and "intersects" in bad.text, (kind, bad.text)
 
 
 @pytest.mark.parametrize("path", ["/stac/search", "/collections/carbonmapper-plumes/items",
