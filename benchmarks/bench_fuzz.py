@@ -8,7 +8,7 @@ after each one. Goal: no failure, and RSS after the last round ≤ after the fir
 caches and pools; a leak keeps growing). Figures are printed, never asserted.
 
 `python -m benchmarks fuzz`; `BENCH_FUZZ_STAC_EXAMPLES`, `BENCH_FUZZ_OGC_EXAMPLES` (defaults 40, 12) per
-operation and generation mode.
+operation and generation mode; `BENCH_GEOFED_X=v` runs the server with `GEOFED_X=v`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from benchmarks.harness import geofed_process, rss_mb
+from benchmarks.harness import geofed_process, rss_mb, server_settings
 from tests.test_openapi_fuzz import fuzz_both_faces, schema_mirror
 
 ROUNDS = int(os.environ.get("BENCH_FUZZ_ROUNDS", "3"))
@@ -25,7 +25,7 @@ OGC_EXAMPLES = int(os.environ.get("BENCH_FUZZ_OGC_EXAMPLES", "12"))
 
 
 def main() -> None:
-    with schema_mirror() as mirror, geofed_process({"GEOFED_DEMO": "1"}) as server:
+    with schema_mirror() as mirror, geofed_process({"GEOFED_DEMO": "1", **server_settings()}) as server:
         before = rss_mb(server.pid)
         print(f"fuzz: {ROUNDS} rounds × (STAC {STAC_EXAMPLES}, OGC {OGC_EXAMPLES} examples per operation and mode)"
               f"; server RSS before: {before:.0f} MB", flush=True)

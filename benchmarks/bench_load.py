@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.harness import geofed_process, rss_mb
+from benchmarks.harness import geofed_process, rss_mb, server_settings
 
 CLIENTS = int(os.environ.get("BENCH_LOAD_CLIENTS", "200"))
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "60"))
@@ -182,12 +182,6 @@ def warm_up(url: str) -> None:
                      "/stac/search?limit=5", "/stac/search?collections=sentinelhub:sentinel-2-l2a&limit=5"):
             client.get(path)
         client.post("/processes/sentinelhub-statistics/execution", json={"inputs": STATISTICS})
-
-
-def server_settings() -> dict[str, str]:
-    """`BENCH_GEOFED_X=v` runs the server with `GEOFED_X=v` (the harness drops the caller's own GEOFED_*), to
-    compare settings: e.g. `BENCH_GEOFED_MAX_ACTIVE_REQUESTS=0` (no admission control)."""
-    return {k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_GEOFED_")}
 
 
 def main() -> None:

@@ -56,6 +56,12 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def server_settings() -> dict[str, str]:
+    """`BENCH_GEOFED_X=v` runs a benchmark's server with `GEOFED_X=v` (the harness drops the caller's own
+    GEOFED_*), to compare settings: e.g. `BENCH_GEOFED_MAX_ACTIVE_REQUESTS=0` (no admission control)."""
+    return {k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_GEOFED_")}
+
+
 @contextmanager
 def simulators_process(extra_env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Runs every simulator in its own process; yields the GEOFED_* environment pointing at them."""

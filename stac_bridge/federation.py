@@ -48,7 +48,9 @@ from stac_bridge.token import TokenSigner, query_hash
 MEMBER_PAGE_MAX = 100  # items asked from a member per call, unless it declares `max_page_size`
 TOKEN_BUDGET = 6000  # bytes; above it, stashes are replaced by (page, skip) so GET next URLs stay short
 MAX_FETCHES_PER_LANE = 200  # member calls one federated page may make per lane before asking for a narrower query
-MEMO_ITEMS = 60_000  # sorted matches of full lanes kept for the cache TTL, all searches together
+# sorted matches of full lanes kept for the cache TTL, all searches together (≈4 KB each in memory: two lanes at
+# the default sort cap of 10 000 fit; a larger memo held ~240 MB after a fuzzing run of distinct searches)
+MEMO_ITEMS = 25_000
 
 
 @dataclass
@@ -295,6 +297,7 @@ class Federation:
         if self.cache_ttl <= 0:
             return await guarded(lane.member, lambda: self._read_all(query, lane), self.registry.timeout)
         memo_key = (lane.key, qhash)
+        self._forget_expired()
         cached = self._memo.get(memo_key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -310,11 +313,24 @@ class Federation:
         if task.cancelled() or task.exception() is not None:  # (retrieving it also keeps asyncio quiet)
             return
         matches = task.result()
+        replaced = self._memo.pop(memo_key, None)  # re-read after expiry: counted once, and moved to the end
+        if replaced is not None:
+            self._memo_items -= len(replaced[1])
         self._memo[memo_key] = (time.monotonic() + self.cache_ttl, matches)
         self._memo_items += len(matches)
         while len(self._memo) > 1 and self._memo_items > MEMO_ITEMS:  # bounded memory, oldest out first
-            _, (_, dropped) = self._memo.popitem(last=False)
-            self._memo_items -= len(dropped)
+            self._forget_oldest()
+
+    def _forget_expired(self) -> None:
+        """Entries past the TTL go at once (one TTL for all: the oldest entry expires first), not only when newer
+        ones push them out: memory held for nothing would otherwise stay until the memo is full."""
+        now = time.monotonic()
+        while self._memo and next(iter(self._memo.values()))[0] <= now:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        _, (_, dropped) = self._memo.popitem(last=False)
+        self._memo_items -= len(dropped)
 
     async def _read_shared(self, query: FederatedQuery, lane: Lane,
                            qhash: str) -> list[tuple[SortKey, dict[str, Any]]]:
