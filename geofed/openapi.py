@@ -81,7 +81,7 @@ def add_statuses(document: dict[str, Any], rules: Iterable[Rule], settings: Sett
 
 
 def error_response(code: int, schema: dict[str, Any]) -> dict[str, Any]:
-    """A response object for an error status, with `Retry-After` where geofed sends it (429)."""
+    """A response object for an error status, with `Retry-After` where geofed sends it (429, 503)."""
     out: dict[str, Any] = {"description": REASONS[code], "content": {"application/json": {"schema": schema}}}
     if code in (429, 503):
         out["headers"] = {"Retry-After": {"description": "seconds until a request is allowed again",

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     http_timeout: float = Field(30.0, description="total seconds for one upstream call")
     http_connect_timeout: float = 5.0
     http_keepalive: float = Field(
-        1.5, description="seconds an idle upstream connection is reused (keep below the upstreams' idle timeout)")
+        1.5, description="seconds an idle connection to an upstream or a webhook is reused (keep below the servers' "
+        "idle timeout)")
     http_retries: int = Field(4, description="attempts for idempotent calls")
     http_backoff_max: float = Field(10.0, description="longest single wait between retries, seconds")
     http_retry_budget: float = Field(30.0, description="longest total time spent retrying one call, seconds")

@@ -19,6 +19,7 @@ from simulators import available, build_root_app
 # idle connections as real upstreams do, so a client that reuses one for too long meets the race in the tests.
 KEEP_ALIVE_SECONDS = 5
 
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -86,7 +87,7 @@ class SimulatorProcess:
                    "--names", ",".join(self.names), "--parent", str(os.getpid())]
         self._process = subprocess.Popen(command)
         deadline = time.monotonic() + timeout
-        while not _accepts(self.host, self.port):
+        while not accepts(self.host, self.port):
             if time.monotonic() > deadline or self._process.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"simulators did not start on {self.host}:{self.port}")
@@ -108,9 +109,10 @@ class SimulatorProcess:
             self._process.wait(timeout=5)
 
 
-def _accepts(host: str, port: int) -> bool:
+def accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP server listens at host:port."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -26,8 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from geofed.http.policy import HttpPolicy
 from simulators import NAMES, geofed_env
-from simulators.server import SimulatorServer, free_port
+from simulators.server import SimulatorServer, accepts, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,7 @@ class Sims:
         self.server = server
         self.urls = server.base_urls
         # idle connections let go before the simulators close them (KEEP_ALIVE_SECONDS), as geofed's own pool does
-        self.http = httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=1.5))
+        self.http = httpx.Client(timeout=30, limits=httpx.Limits(keepalive_expiry=HttpPolicy.keepalive_expiry))
 
     def url(self, name: str) -> str:
         return self.urls[name]
@@ -196,12 +197,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def require_service(host: str, port: int, name: str) -> None:
     """Skips (locally) or fails (CI) the calling test when a TCP service is not listening."""
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return
-    except OSError:
+    if not accepts(host, port, timeout=2):
         pytest.skip(f"REQUIRES-SERVICE: {name} at {host}:{port} is not reachable")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
 import random
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -171,30 +171,23 @@ def test_healthz_calls_agree_with_metrics_for_every_upstream(geofed: GeofedServe
 def test_an_idle_client_connection_outlives_the_usual_client_and_proxy_reuse(geofed: GeofedServer) -> None:
     """A server that closes an idle connection while a client (httpx: 5 s) or a proxy (nginx: 60 s) still reuses it
     loses the request written on it as it closes; a POST cannot be re-sent. geofed keeps idle connections longer."""
-    host, port = urlsplit(geofed.url).hostname, urlsplit(geofed.url).port
-    request = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
-    with socket.create_connection((host, port), timeout=10) as connection:
-        for pause in (0.0, 6.0):  # past uvicorn's default of 5 s
-            time.sleep(pause)
-            connection.sendall(request)
-            head = read_head(connection)
-            assert head.startswith(b"HTTP/1.1 200"), (pause, head)
+    address = urlsplit(geofed.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
 
+    def healthz() -> int:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()  # RemoteDisconnected if the server closed the connection
+        response.read()
+        return response.status
 
-def read_head(connection: socket.socket) -> bytes:
-    """One response on a kept-alive connection: its head, and its body read to Content-Length."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return data  # closed by the server
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:")))
-    while len(body) < length:
-        body += connection.recv(65536)
-    return head
+    try:
+        assert healthz() == 200
+        first = connection.sock
+        time.sleep(6.0)  # past uvicorn's default of 5 s
+        assert healthz() == 200
+        assert connection.sock is first  # the same connection, kept open: not silently reopened
+    finally:
+        connection.close()
 
 
 def test_unknown_collection_is_a_clean_404(geofed: GeofedServer) -> None:

@@ -52,9 +52,13 @@ class HttpPolicy:
     # ReadError, and a POST cannot be sent again safely.
     keepalive_expiry: float = 1.5
 
+    def total(self, timeout: float | None) -> float:
+        """Seconds one call may take (`timeout` overrides the policy's total for slow endpoints)."""
+        return timeout if timeout is not None else self.timeout
+
     def timeout_for(self, timeout: float | None) -> httpx.Timeout:
-        """The httpx timeout of one call (`timeout` overrides the policy's total for slow endpoints)."""
-        total = timeout if timeout is not None else self.timeout
+        """The httpx timeout of one call: each wait bounded by its total."""
+        total = self.total(timeout)
         return httpx.Timeout(total, connect=min(total, self.connect_timeout))
 
 

@@ -161,7 +161,7 @@ async def _exchange(client: Upstream, call: Call) -> httpx.Response:
         started = time.monotonic()
         # httpx's timeouts bound each wait (connect, each read), so a body trickling in never ends a call; a
         # read's total is bounded here. A stream's body is the caller's to read, bounded by the read timeout.
-        total = None if call.stream else (call.timeout if call.timeout is not None else client.policy.timeout)
+        total = None if call.stream else client.policy.total(call.timeout)
         try:
             async with asyncio.timeout(total):
                 response = await http.send(request, stream=call.stream)
